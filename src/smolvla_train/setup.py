@@ -1,0 +1,27 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "smolvla_train"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+    ],
+    include_package_data=True,
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="smolvla_ros maintainers",
+    maintainer_email="maintainers@smolvla-ros.invalid",
+    description="rosbag2 to LeRobot v3 dataset conversion and SmolVLA finetuning.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+
+        ],
+    },
+)

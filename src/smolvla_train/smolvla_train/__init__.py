@@ -1,0 +1,1 @@
+"""rosbag2 to LeRobot v3 dataset conversion and SmolVLA finetuning."""
