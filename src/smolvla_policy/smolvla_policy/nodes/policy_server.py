@@ -1,0 +1,330 @@
+"""policy_server: the PredictChunk action server (thin ROS adapter over smolvla_policy.server).
+
+Goals are converted and checked on arrival (a bad goal is aborted with an ``error`` saying why), queued in
+the :class:`GoalScheduler` (one inference at a time; a newer goal preempts a waiting one; cancel at the next
+step) and answered with an ActionChunk, also published on ``/smolvla/predicted_chunk`` and, through the arm's
+forward kinematics, as a gripper path on ``/smolvla/chunk_markers``. The backend loads on a background thread
+after the node is up; goals that arrive meanwhile are answered once it is ready.
+Parameters: config/policy_server.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from visualization_msgs.msg import MarkerArray
+
+from smolvla_msgs.action import PredictChunk
+from smolvla_msgs.msg import ActionChunk
+from smolvla_policy.backend import BadRequest
+from smolvla_policy.server.backends import make_backend
+from smolvla_policy.server.builders import build_action_chunk, build_chunk_markers, load_forward_kinematics
+from smolvla_policy.server.config import PARAMETERS, SPECS, ServerConfig, validate_parameter
+from smolvla_policy.server.conversion import RequestLimits, observation_to_request
+from smolvla_policy.server.scheduler import ABORTED, CANCELLED, SUCCEEDED, GoalScheduler, Job, Outcome
+
+try:  # rclpy raises this when the context goes away under a running executor
+    from rclpy._rclpy_pybind11 import RCLError
+except ImportError:  # pragma: no cover
+    RCLError = RuntimeError  # type: ignore[misc,assignment]
+
+_TYPES = {
+    "string": Parameter.Type.STRING,
+    "string_array": Parameter.Type.STRING_ARRAY,
+    "int": Parameter.Type.INTEGER,
+    "double": Parameter.Type.DOUBLE,
+    "bool": Parameter.Type.BOOL,
+}
+
+
+class PolicyServerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("policy_server", **kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(
+                spec.name, spec.default if spec.default != [] else _TYPES[spec.kind], _descriptor(spec)
+            )
+        try:
+            self.config = ServerConfig.from_values(self._values())
+        except ValueError as exc:
+            self.get_logger().fatal(f"invalid parameters: {exc}")
+            raise SystemExit(2) from None
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self._jobs: dict[bytes, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._fk: Any = None
+        self._fk_checked = False
+        self._default_num_steps: int | None = None
+        self.scheduler = GoalScheduler(
+            latency_s=lambda: self.config.latency_ms / 1000.0, logger=self.get_logger()
+        )
+
+        group = ReentrantCallbackGroup()
+        self.chunk_pub = self.create_publisher(ActionChunk, "/smolvla/predicted_chunk", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "/smolvla/chunk_markers", 2)
+        self.action_server = ActionServer(
+            self,
+            PredictChunk,
+            self.config.action_name,
+            execute_callback=self._execute,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            handle_accepted_callback=self._on_accepted,
+            cancel_callback=self._on_cancel,
+            callback_group=group,
+        )
+
+        self.get_logger().info(
+            f"policy server on '{self.config.action_name}', backend '{self.config.backend}' loading"
+        )
+        self._closing = False
+        self._reload = threading.Event()
+        self._reload.set()
+        self._loader = threading.Thread(target=self._load_loop, name="policy-loader", daemon=True)
+        self._loader.start()
+
+    # ---- parameters ----------------------------------------------------------------------------------------
+    def _values(self) -> dict[str, Any]:
+        # An empty string array ([] in YAML, or no value) stays uninitialised: report it as None (= default).
+        return {
+            spec.name: self.get_parameter_or(spec.name, Parameter(spec.name)).value for spec in PARAMETERS
+        }
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name in SPECS and p.value is not None:
+                reason = validate_parameter(p.name, p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        self.config = ServerConfig.from_values(self._values())
+        names = {p.name for p in params}
+        if any(SPECS[n].reload for n in names if n in SPECS):
+            self.get_logger().info(f"parameters {sorted(names)} changed: reloading the policy backend")
+            self._reload.set()
+        elif "num_steps" in names:
+            self._apply_num_steps(self.scheduler.backend)
+
+    def _apply_num_steps(self, backend: Any) -> None:
+        if backend is None:
+            return
+        steps = self.config.num_steps or self._default_num_steps
+        if steps:
+            try:
+                backend.num_steps = int(steps)
+            except AttributeError:
+                self.get_logger().warning(
+                    f"backend {type(backend).__name__} does not allow setting num_steps"
+                )
+
+    # ---- backend loading -----------------------------------------------------------------------------------
+    def _load_loop(self) -> None:
+        while True:
+            self._reload.wait()
+            if self._closing:
+                return
+            self._reload.clear()
+            cfg = self.config
+            self.scheduler.set_loading()
+            t0 = time.monotonic()
+            try:
+                backend = make_backend(cfg.backend, cfg.backend_options_merged())
+                self._default_num_steps = int(getattr(backend, "num_steps", 0) or 0) or None
+                self._apply_num_steps(backend)
+                if cfg.warmup:
+                    backend.warmup()
+            except Exception as exc:
+                reason = f"loading backend '{cfg.backend}' failed: {type(exc).__name__}: {exc}"
+                self.get_logger().error(reason)
+                self.scheduler.set_failed(reason)
+                continue
+            if self._closing:
+                return
+            self.scheduler.set_backend(backend)
+            self.get_logger().info(
+                f"policy backend '{cfg.backend}' ready in {time.monotonic() - t0:.2f} s "
+                f"(chunk_size {backend.chunk_size}, num_steps {backend.num_steps})"
+            )
+
+    # ---- action server -------------------------------------------------------------------------------------
+    def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
+        key = bytes(goal_handle.goal_id.uuid)
+        cfg = self.config
+        limits = RequestLimits(
+            default_task=cfg.default_task,
+            max_image_pixels=cfg.max_image_pixels,
+            max_observation_age=cfg.max_observation_age,
+            seed=None if cfg.seed < 0 else cfg.seed,
+        )
+        try:
+            request = observation_to_request(
+                goal_handle.request.observation, limits, now_s=self.get_clock().now().nanoseconds * 1e-9
+            )
+        except BadRequest as exc:
+            job = Job(key, None)  # type: ignore[arg-type]
+            job.finish(Outcome(ABORTED, error=f"bad observation: {exc}"))
+        else:
+            request.extras["fps"] = cfg.fps
+
+            def feedback(step: int, num_steps: int) -> None:
+                goal_handle.publish_feedback(PredictChunk.Feedback(step=step, num_steps=num_steps))
+
+            job = Job(key, request, on_step=feedback)
+        with self._jobs_lock:
+            self._jobs[key] = job
+        if not job.done:
+            preempted = self.scheduler.submit(job)
+            if preempted is not None:
+                self.get_logger().warning(f"goal {preempted.id.hex()[:8]} preempted by goal {key.hex()[:8]}")
+        goal_handle.execute()
+
+    def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
+        with self._jobs_lock:
+            job = self._jobs.get(bytes(goal_handle.goal_id.uuid))
+        if job is None or job.done:
+            return CancelResponse.REJECT
+        self.scheduler.cancel(job)
+        return CancelResponse.ACCEPT
+
+    def _execute(self, goal_handle: ServerGoalHandle) -> Any:
+        key = bytes(goal_handle.goal_id.uuid)
+        with self._jobs_lock:
+            job = self._jobs.get(key)
+        result = PredictChunk.Result()
+        if job is None:  # cannot happen: every accepted goal gets a job
+            result.error = "internal error: unknown goal"
+            _transition(goal_handle.abort)
+            return result
+        outcome = job.wait()
+        with self._jobs_lock:
+            self._jobs.pop(key, None)
+        assert outcome is not None
+        if outcome.status == SUCCEEDED:
+            try:
+                chunk_msg = self._publish(job, outcome)
+            except Exception as exc:  # a message that cannot be built must not kill the server
+                outcome = Outcome(ABORTED, error=f"building the result failed: {type(exc).__name__}: {exc}")
+            else:
+                result.chunk = chunk_msg
+                _transition(goal_handle.succeed)
+                return result
+        result.error = outcome.error
+        if outcome.status == CANCELLED:
+            # The cancel request's state change lands just after our cancel callback returns.
+            deadline = time.monotonic() + 2.0
+            while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if goal_handle.is_cancel_requested:
+                _transition(goal_handle.canceled)
+                self.get_logger().info(f"goal {key.hex()[:8]} cancelled")
+                return result
+        self.get_logger().warning(f"goal {key.hex()[:8]} aborted: {outcome.error}")
+        _transition(goal_handle.abort)
+        return result
+
+    def _publish(self, job: Job, outcome: Outcome) -> Any:
+        cfg, req = self.config, job.request
+        stamp = req.extras["stamp"]
+        msg = build_action_chunk(
+            outcome.chunk,
+            req.joint_names,
+            stamp=stamp,
+            frame_id=str(req.extras.get("frame_id") or cfg.base_frame),
+            start_timestep=req.timestep,
+            fps=float(req.extras.get("fps", cfg.fps)),
+            inference_ms=outcome.inference_ms,
+        )
+        self.chunk_pub.publish(msg)
+        if cfg.publish_markers and self.marker_pub.get_subscription_count() > 0:
+            self._publish_markers(outcome, req.joint_names, stamp)
+        return msg
+
+    def _publish_markers(self, outcome: Outcome, joint_names: list[str], stamp: tuple[int, int]) -> None:
+        if not self._fk_checked:
+            self._fk_checked = True
+            self._fk, reason = load_forward_kinematics()
+            if self._fk is None:
+                self.get_logger().warning(f"no chunk markers: {reason}")
+        if self._fk is None:
+            return
+        try:
+            markers = build_chunk_markers(
+                outcome.chunk,
+                joint_names,
+                self._fk,
+                frame_id=self.config.base_frame,
+                stamp=stamp,
+                robot=self.config.robot,
+            )
+        except Exception as exc:
+            self.get_logger().warning(
+                f"chunk markers failed: {type(exc).__name__}: {exc}", throttle_duration_sec=10.0
+            )
+            return
+        if markers is not None:
+            self.marker_pub.publish(markers)
+
+    # ---- shutdown ------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closing = True
+        self._reload.set()
+        self.scheduler.shutdown()
+        self._loader.join(timeout=1.0)  # a model load in progress is left to finish as a daemon thread
+
+
+def _transition(method: Any) -> None:
+    with contextlib.suppress(Exception):  # state already terminal, or the context is shutting down
+        method()
+
+
+def _descriptor(spec: Any) -> ParameterDescriptor:
+    desc = ParameterDescriptor(
+        name=spec.name,
+        type=int(_TYPES[spec.kind]),
+        description=spec.description,
+        read_only=spec.name == "action_name",
+    )
+    if spec.kind == "int" and spec.low is not None:
+        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+    elif spec.kind == "double" and spec.low is not None:
+        desc.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+        ]
+    return desc
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node: PolicyServerNode | None = None
+    executor = MultiThreadedExecutor(num_threads=8)
+    try:
+        node = PolicyServerNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException, RCLError):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
