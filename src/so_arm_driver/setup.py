@@ -1,5 +1,3 @@
-from glob import glob
-
 from setuptools import find_packages, setup
 
 PACKAGE = "so_arm_driver"
@@ -11,6 +9,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/urdf", ["urdf/so101.urdf", "urdf/so100.urdf"]),
+        ("share/" + PACKAGE + "/config", ["config/camera_node.yaml"]),
     ],
     include_package_data=True,
     install_requires=["setuptools"],
