@@ -33,6 +33,7 @@ ERR_NOT_OPEN = -100
 ERR_WRONG_MODEL = -101
 ERR_NOT_READ = -102
 ERR_ENCODING = -103
+ERR_IO = -104
 
 _COMM_TEXT = {
     scs.COMM_SUCCESS: "success",
@@ -48,6 +49,7 @@ _COMM_TEXT = {
     ERR_WRONG_MODEL: "wrong model number",
     ERR_NOT_READ: "not read: the group transaction stopped at an earlier servo",
     ERR_ENCODING: "value cannot be encoded",
+    ERR_IO: "serial I/O error (device unplugged?)",
 }
 
 #: Status-packet error bits (servo hardware alarms).
@@ -141,6 +143,7 @@ class FeetechBus:
         self._groups: dict[tuple[int, int, tuple[int, ...]], scs.GroupSyncRead] = {}
         self.transactions = 0
         self.failed_transactions = 0
+        self.last_io_error = ""
 
     # -- connection --------------------------------------------------------------------------------
     @property
@@ -193,7 +196,11 @@ class FeetechBus:
         while True:
             attempts += 1
             self.transactions += 1
-            value, code = attempt_fn()
+            try:
+                value, code = attempt_fn()
+            except OSError as exc:  # serial.SerialException: unplugged adapter, vanished pty
+                self.last_io_error = str(exc)
+                value, code = None, ERR_IO
             if code == scs.COMM_SUCCESS:
                 return value, code, attempts
             self.failed_transactions += 1
@@ -293,14 +300,22 @@ class FeetechBus:
                 values: dict[int, dict[str, int]] = {}
                 hw: dict[int, int] = {}
                 errors: list[BusError] = []
-                self._begin()
                 out.t_start = time.monotonic()
-                result = group.txPacket()
+                try:
+                    self._begin()
+                    result = group.txPacket()
+                except OSError as exc:
+                    self.last_io_error = str(exc)
+                    result = ERR_IO
                 if result != scs.COMM_SUCCESS:
                     errors = [BusError(i, names[0], result) for i in ids]
                 else:
                     for k, motor_id in enumerate(ids):
-                        data, result, hw_err = self._ph.readRx(self._port, motor_id, length)  # type: ignore[union-attr]
+                        try:
+                            data, result, hw_err = self._ph.readRx(self._port, motor_id, length)  # type: ignore[union-attr]
+                        except OSError as exc:
+                            self.last_io_error = str(exc)
+                            data, result, hw_err = [], ERR_IO, 0
                         if result == scs.COMM_SUCCESS and len(data) < length:
                             result = scs.COMM_RX_CORRUPT
                         if result != scs.COMM_SUCCESS:
@@ -338,9 +353,13 @@ class FeetechBus:
             group = scs.GroupSyncWrite(self._port, self._ph, reg.address, reg.size)
             for motor_id, data in payload.items():
                 group.addParam(motor_id, data)
-            self._begin()
             self.transactions += 1
-            result = group.txPacket()
+            try:
+                self._begin()
+                result = group.txPacket()
+            except OSError as exc:
+                self.last_io_error = str(exc)
+                result = ERR_IO
             self._port.is_using = False  # type: ignore[union-attr]
             if result != scs.COMM_SUCCESS:
                 self.failed_transactions += 1
