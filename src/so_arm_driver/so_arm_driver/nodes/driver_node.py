@@ -40,7 +40,7 @@ from trajectory_msgs.msg import JointTrajectory
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError
-from so_arm_driver.robot_spec import JOINT_NAMES, MOTOR_IDS, SO101_LIMITS
+from so_arm_driver.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 
 EMULATED = "emulated"
 ROBOTS = ("so100", "so101")
@@ -204,7 +204,7 @@ class DriverNode(Node):
             cal = calib.load(path)
             self.get_logger().info(f"calibration: {path}")
         else:
-            cal = calib.default_calibration(SO101_LIMITS, MOTOR_IDS)
+            cal = calib.default_calibration(joint_limits(self.cfg.robot), MOTOR_IDS)
             self.get_logger().warning(f"no calibration at {path}: using a default one for the emulated arm")
         problems = calib.validate(cal, JOINT_NAMES)
         if problems:
