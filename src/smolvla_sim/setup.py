@@ -1,5 +1,3 @@
-from glob import glob
-
 from setuptools import find_packages, setup
 
 PACKAGE = "smolvla_sim"
@@ -17,11 +15,12 @@ setup(
     zip_safe=True,
     maintainer="smolvla_ros maintainers",
     maintainer_email="maintainers@smolvla-ros.invalid",
-    description="MuJoCo simulation of the SO-101/SO-100 arm with cameras and tasks, behind the same ROS interface as the real arm.",
+    description=(
+        "MuJoCo simulation of the SO-101/SO-100 arm with cameras and tasks, "
+        "behind the same ROS interface as the real arm."
+    ),
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "sim_node = smolvla_sim.nodes.sim_node:main"
-        ],
+        "console_scripts": ["sim_node = smolvla_sim.nodes.sim_node:main"],
     },
 )

@@ -1,1 +1,1 @@
-"""MuJoCo simulation of the SO-101/SO-100 arm with cameras and tasks, behind the same ROS interface as the real arm."""
+"""MuJoCo simulation of the SO-101/SO-100 arm with cameras and tasks, behind the real arm's ROS interface."""
