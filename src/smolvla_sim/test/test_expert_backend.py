@@ -1,4 +1,4 @@
-"""The expert as a policy backend, executed in chunks on the core (no ROS): perception + planning from images."""
+"""The expert as a policy backend, run in chunks on the core (no ROS): perception and planning from images."""
 
 from __future__ import annotations
 

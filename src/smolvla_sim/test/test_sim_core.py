@@ -1,4 +1,4 @@
-"""The simulator core without ROS: model facts, determinism, rendering, the scripted expert and its backend."""
+"""The simulator core without ROS: model facts, determinism, rendering and the scripted expert."""
 
 from __future__ import annotations
 
