@@ -1,0 +1,189 @@
+"""Loading and saving checkpoints in lerobot's layout (safetensors + JSON only; no pickle, no remote code).
+
+Layout (as lerobot's ``SmolVLAPolicy.save_pretrained`` plus its processors write it)::
+
+    config.json                      SmolVLAConfig (type "smolvla")
+    model.safetensors                all tensors, names "model.vlm_with_expert...."
+    policy_preprocessor.json         + policy_preprocessor_step_5_normalizer_processor.safetensors
+    policy_postprocessor.json        + policy_postprocessor_step_0_unnormalizer_processor.safetensors
+    vlm/                             (this project) the VLM's config.json + tokenizer files, for offline use
+
+Loading is strict: a missing or unexpected tensor, or a shape mismatch, raises :class:`CheckpointError`
+naming it; only ``model.vlm_with_expert.vlm.lm_head.weight`` (never used) may be absent.
+
+VLM config + tokenizer resolution order: explicit arguments -> ``<checkpoint>/vlm/`` -> ``vlm_model_name`` as
+a local directory -> built-in SmolVLM2-500M constants (config) and the Hugging Face cache/hub (tokenizer)
+-> error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .configuration import SMOLVLM2_500M, SmolVLAConfig, VLMConfig
+from .processor import load_normalizer, load_tokenizer, save_processors
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+VLM_DIR = "vlm"
+OPTIONAL_KEYS = ("model.vlm_with_expert.vlm.lm_head.weight",)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, malformed or does not match the network (message names the culprit)."""
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike[str]) -> Path:
+    """A local directory, or a hub id downloaded with ``snapshot_download`` (safetensors/JSON files only)."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_NAME).exists():
+            raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a SmolVLA checkpoint directory")
+        return path
+    text = str(path_or_hub_id)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise CheckpointError(f"checkpoint directory {text!r} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            repo_id=text,
+            allow_patterns=["*.json", "*.safetensors", "vlm/*"],
+            local_files_only=_offline(),
+        )
+    except Exception as exc:  # noqa: BLE001 - network/cache errors come in many types
+        raise CheckpointError(
+            f"could not fetch {text!r} from the Hugging Face hub or its cache ({type(exc).__name__}: {exc}); "
+            "pass a local checkpoint directory when offline"
+        ) from exc
+    return Path(local)
+
+
+def resolve_vlm(
+    config: SmolVLAConfig,
+    checkpoint_dir: Path | None,
+    vlm_config: VLMConfig | None = None,
+    tokenizer: Any = None,
+    tokenizer_name: str | None = None,
+    need_tokenizer: bool = True,
+) -> tuple[VLMConfig, Any]:
+    """Find the VLM config and tokenizer (see the module docstring for the order)."""
+    candidates: list[Path] = []
+    if checkpoint_dir is not None:
+        candidates.append(checkpoint_dir / VLM_DIR)
+    for name in (config.vlm_model_name, tokenizer_name):
+        if name and Path(name).expanduser().is_dir():
+            candidates.append(Path(name).expanduser())
+    for cand in candidates:
+        if vlm_config is None and (cand / "config.json").exists():
+            vlm_config = VLMConfig.from_json(cand)
+        if tokenizer is None and need_tokenizer and (cand / "tokenizer.json").exists():
+            tokenizer = load_tokenizer(cand)
+    if vlm_config is None:
+        if config.vlm_model_name == SMOLVLM2_500M:
+            vlm_config = VLMConfig.smolvlm2_500m()
+        else:
+            raise CheckpointError(
+                f"no VLM config for {config.vlm_model_name!r}: put its config.json into "
+                f"<checkpoint>/{VLM_DIR}/, set vlm_model_name to a local directory, or pass vlm_config"
+            )
+    if tokenizer is None and need_tokenizer:
+        try:
+            tokenizer = load_tokenizer(config.vlm_model_name, local_only=_offline())
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(
+                f"no tokenizer for {config.vlm_model_name!r}: none in <checkpoint>/{VLM_DIR}/, not a local "
+                f"directory, and not in the Hugging Face cache/hub ({type(exc).__name__}). "
+                f"Pass tokenizer=..., or copy the tokenizer files into <checkpoint>/{VLM_DIR}/"
+            ) from exc
+    return vlm_config, tokenizer
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path} not found (only safetensors checkpoints are supported)")
+    out = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            out[key] = f.get_tensor(key)
+    return out
+
+
+def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Strict comparison; returns the absent optional keys. Raises CheckpointError naming problems."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = [k for k in expected if k not in state and k not in OPTIONAL_KEYS]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(
+            f"missing tensor(s): {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else "")
+        )
+    if unexpected:
+        problems.append(
+            f"unexpected tensor(s): {', '.join(unexpected[:10])}" + (" ..." if len(unexpected) > 10 else "")
+        )
+    if mismatched:
+        problems.append(f"shape mismatch: {'; '.join(mismatched[:10])}")
+    if problems:
+        raise CheckpointError("checkpoint does not match the SmolVLA network: " + " | ".join(problems))
+    return [k for k in OPTIONAL_KEYS if k in expected and k not in state]
+
+
+def load_policy(
+    path_or_hub_id: str | os.PathLike[str],
+    tokenizer: Any = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    vlm_config: VLMConfig | None = None,
+) -> Any:
+    from .policy import SmolVLAPolicy
+
+    directory = resolve_checkpoint_dir(path_or_hub_id)
+    try:
+        config = SmolVLAConfig.from_json(directory / CONFIG_NAME)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise CheckpointError(f"{directory / CONFIG_NAME}: {exc}") from exc
+    normalizer, tok_cfg = load_normalizer(directory, config)
+    vlm, tok = resolve_vlm(config, directory, vlm_config, tokenizer, tok_cfg.get("tokenizer_name"))
+    state = read_state_dict(directory / WEIGHTS_NAME)
+    policy = SmolVLAPolicy(config, vlm, tokenizer=tok, normalizer=normalizer, device="meta", dtype=None)
+    absent = check_state_dict(policy, state)
+    policy.load_state_dict(state, strict=False, assign=True)
+    for key in absent:  # lm_head: never used; materialise as zeros so the module is complete
+        module_name, _, attr = key.rpartition(".")
+        mod = policy.get_submodule(module_name)
+        setattr(mod, attr, torch.nn.Parameter(torch.zeros(mod.weight.shape), requires_grad=False))
+    policy.source = str(directory)
+    policy.finalize(device=device, dtype=dtype)
+    return policy
+
+
+def save_policy(policy: Any, directory: str | os.PathLike[str]) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    policy.config.to_json(directory / CONFIG_NAME)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_processors(directory, policy.config, policy.normalizer, policy.config.vlm_model_name)
+    vlm_dir = directory / VLM_DIR
+    vlm_dir.mkdir(exist_ok=True)
+    policy.vlm_config.to_json(vlm_dir / "config.json")
+    if policy.tokenizer is not None and hasattr(policy.tokenizer, "save_pretrained"):
+        policy.tokenizer.save_pretrained(str(vlm_dir))
+    return directory
