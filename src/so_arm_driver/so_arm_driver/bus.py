@@ -19,6 +19,7 @@ Design rules:
 from __future__ import annotations
 
 import contextlib
+import termios
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -114,7 +115,10 @@ class _PortHandler(scs.PortHandler):
 
     def discard_input(self) -> None:
         if self.ser is not None:
-            self.ser.reset_input_buffer()
+            try:
+                self.ser.reset_input_buffer()
+            except termios.error as exc:  # not an OSError: convert, so callers see one error type
+                raise OSError(f"cannot flush input of {self.port_name}: {exc}") from exc
 
 
 class BusOpenError(OSError):
@@ -230,9 +234,9 @@ class FeetechBus:
             return model, None
 
     def scan(self, ids: Iterable[int]) -> dict[int, int]:
-        """Ping each id once (no retries); returns {id: model_number} of the servos that answered."""
+        """Ping each id (at most one retry); returns {id: model_number} of the servos that answered."""
         found: dict[int, int] = {}
-        saved, self.retries = self.retries, 0
+        saved, self.retries = self.retries, min(self.retries, 1)
         try:
             for motor_id in ids:
                 model, err = self.ping(motor_id)
