@@ -1,8 +1,8 @@
-"""A PredictChunk server with an artificial latency, plus an ideal arm, for the action-queue tests and benchmark.
+"""A PredictChunk server with an artificial latency, plus an ideal arm, for the action-queue tests/benchmark.
 
 Run as its own process (with the project's ROS environment):
 
-    python action_queue_fake_server.py --latency-ms 300 --chunk-size 50 [--arm] [--fps 30]
+    python action_queue_fake_server.py --latency-ms 300 --chunk-size 50 [--arm] [--no-server] [--fps 30]
 
 * Server: answers each goal after ``latency`` seconds (a sleep: stands in for inference) with a chunk of
   ``chunk_size`` actions for ticks ``timestep + i``; action ``i`` = ``trajectory(timestep + i)``, a smooth
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import threading
 import time
 
 import rclpy
@@ -42,12 +41,25 @@ def trajectory(tick: int, fps: float) -> list[float]:
 
 
 class FakeServer(Node):
-    def __init__(self, latency_ms: float, chunk_size: int, fps: float, arm: bool) -> None:
-        super().__init__("fake_predict_server")
+    def __init__(
+        self, latency_ms: float, chunk_size: int, fps: float, arm: bool, server: bool = True
+    ) -> None:
+        super().__init__("fake_predict_server" if server else "fake_arm")
         self.declare_parameter("latency_ms", float(latency_ms))
         self.chunk_size, self.fps = chunk_size, fps
         self.goals = 0
-        self._busy = threading.Lock()
+        if server:
+            self._make_server()
+        if arm:
+            self._position = [0.0] * len(JOINTS)
+            group = MutuallyExclusiveCallbackGroup()
+            self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+            self.create_subscription(
+                JointTrajectory, "/joint_commands", self._on_command, 10, callback_group=group
+            )
+            self.create_timer(1.0 / fps, self._publish_state, callback_group=group)
+
+    def _make_server(self) -> None:
         ActionServer(
             self,
             PredictChunk,
@@ -57,14 +69,6 @@ class FakeServer(Node):
             cancel_callback=lambda _g: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup(),
         )
-        if arm:
-            self._position = [0.0] * len(JOINTS)
-            group = MutuallyExclusiveCallbackGroup()
-            self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
-            self.create_subscription(
-                JointTrajectory, "/joint_commands", self._on_command, 10, callback_group=group
-            )
-            self.create_timer(1.0 / fps, self._publish_state, callback_group=group)
 
     def _on_goal(self, _goal: object) -> GoalResponse:
         return GoalResponse.ACCEPT
@@ -117,11 +121,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--arm", action="store_true")
+    parser.add_argument("--arm", action="store_true", help="also publish /joint_states (an ideal arm)")
+    parser.add_argument("--no-server", action="store_true", help="no PredictChunk server (arm only)")
     args, ros_args = parser.parse_known_args()
     rclpy.init(args=[sys.argv[0], *ros_args])
     executor = MultiThreadedExecutor(num_threads=4)
-    node = FakeServer(args.latency_ms, args.chunk_size, args.fps, args.arm)
+    node = FakeServer(args.latency_ms, args.chunk_size, args.fps, args.arm, server=not args.no_server)
     executor.add_node(node)
     print("READY", flush=True)
     try:

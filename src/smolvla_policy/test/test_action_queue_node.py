@@ -1,0 +1,207 @@
+"""Integration tests of the action_queue node over real ROS (slow).
+
+The node runs as its own process; a PredictChunk server with an artificial latency and an ideal arm run in
+another process (action_queue_fake_server.py); this test process talks to the node through topics,
+SetParameters and the start/stop services.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import ros_harness
+
+HERE = Path(__file__).resolve().parent
+CONFIG = ros_harness.REPO_ROOT / "config" / "action_queue.yaml"
+FAKE_SERVER = HERE / "action_queue_fake_server.py"
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+
+
+class Probe:
+    """Subscribes to the node's outputs and calls its parameter and start/stop services."""
+
+    def __init__(self, executor: object, node_name: str = "action_queue") -> None:
+        from rclpy.node import Node
+        from rclpy.parameter_client import AsyncParameterClient
+        from std_srvs.srv import Trigger
+        from trajectory_msgs.msg import JointTrajectory
+
+        from smolvla_msgs.msg import QueueStatus
+
+        self.node = Node("probe", context=executor.context)  # type: ignore[attr-defined]
+        self.lock = threading.Lock()
+        self.status: list[object] = []
+        self.commands: list[object] = []
+        self.node.create_subscription(QueueStatus, "/smolvla/queue_status", self._on_status, 50)
+        self.node.create_subscription(JointTrajectory, "/joint_commands", self._on_command, 50)
+        self.params = AsyncParameterClient(self.node, node_name)
+        self.start_cli = self.node.create_client(Trigger, f"/{node_name}/start")
+        self.stop_cli = self.node.create_client(Trigger, f"/{node_name}/stop")
+        executor.add_node(self.node)  # type: ignore[attr-defined]
+
+    def _on_status(self, msg: object) -> None:
+        with self.lock:
+            self.status.append(msg)
+
+    def _on_command(self, msg: object) -> None:
+        with self.lock:
+            self.commands.append(msg)
+
+    def last(self) -> object | None:
+        with self.lock:
+            return self.status[-1] if self.status else None
+
+    def wait_status(self, predicate, timeout: float = 20.0) -> object:  # noqa: ANN001
+        assert ros_harness.wait_for(lambda: (m := self.last()) is not None and predicate(m), timeout), (
+            f"status condition not reached; last status: {self.last()}"
+        )
+        return self.last()
+
+    def set_params(self, **values: object) -> list[object]:
+        from rclpy.parameter import Parameter
+
+        assert self.params.wait_for_services(timeout_sec=10.0)
+        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        assert ros_harness.wait_for(future.done, 10.0)
+        return list(future.result().results)
+
+    def trigger(self, client: object) -> object:
+        from std_srvs.srv import Trigger
+
+        assert client.wait_for_service(timeout_sec=10.0)  # type: ignore[attr-defined]
+        future = client.call_async(Trigger.Request())  # type: ignore[attr-defined]
+        assert ros_harness.wait_for(future.done, 10.0)
+        return future.result()
+
+
+def start_fake_server(latency_ms: float, chunk_size: int = 30, *flags: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(FAKE_SERVER),
+            "--latency-ms",
+            str(latency_ms),
+            "--chunk-size",
+            str(chunk_size),
+            *flags,
+        ],
+        env=ros_harness.ros_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def fake_server() -> object:
+    proc = start_fake_server(100.0, 30, "--arm")
+    yield proc
+    stop_process(proc)
+
+
+QUEUE_PARAMS = {"cameras": [""], "chunk_threshold": 0.2, "similarity_epsilon": -1.0, "request_timeout": 2.0}
+
+
+@pytest.mark.slow
+def test_threshold_changed_at_run_time_is_visible_in_queue_status(
+    ros_executor, run_node, fake_server
+) -> None:
+    node = run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=QUEUE_PARAMS)
+    probe = Probe(ros_executor)
+    first = probe.wait_status(lambda m: m.chunks_received >= 2)
+    assert first.threshold == pytest.approx(0.2) and first.chunk_size == 30 and first.running
+
+    # valid change through SetParameters from this process
+    results = probe.set_params(chunk_threshold=0.9)
+    assert results[0].successful, results[0].reason
+    tick_at_reply = probe.last().tick
+    seen = probe.wait_status(lambda m: abs(m.threshold - 0.9) < 1e-6)
+    assert seen.tick - tick_at_reply <= 3  # visible within a few control ticks
+    # g = 0.9, chunk 30: a request as soon as the queue is <= 27, i.e. one request per chunk arrival
+    sent = seen.observations_sent
+    probe.wait_status(lambda m: m.observations_sent >= sent + 3)
+
+    # invalid values are refused with their reason, and nothing changes
+    bad_g = probe.set_params(chunk_threshold=1.5)[0]
+    assert not bad_g.successful and "chunk_threshold" in bad_g.reason
+    bad_fn = probe.set_params(aggregate_fn="median")[0]
+    assert not bad_fn.successful and "unknown aggregate_fn 'median'" in bad_fn.reason
+    ok_fn = probe.set_params(aggregate_fn="blend", blend_ramp=5.0)
+    assert all(r.successful for r in ok_fn)
+    now = probe.last()
+    probe.wait_status(lambda m: m.tick >= now.tick + 5)
+    assert abs(probe.last().threshold - 0.9) < 1e-6
+
+    # one command per tick, contract joint names, one point
+    with probe.lock:
+        commands = list(probe.commands)
+    assert commands and all(list(c.joint_names) == JOINTS and len(c.points) == 1 for c in commands)
+
+    # stop holds and cancels; start resumes
+    reply = probe.trigger(probe.stop_cli)
+    assert reply.success
+    stopped = probe.wait_status(lambda m: not m.running)
+    assert not stopped.request_in_flight and stopped.queue_size == 0
+    with probe.lock:
+        n_before = len(probe.commands)
+    assert ros_harness.wait_for(lambda: len(probe.commands) >= n_before + 10, 10.0)
+    with probe.lock:
+        held = [tuple(c.points[0].positions) for c in probe.commands[n_before + 2 :]]
+    assert len(set(held)) == 1  # the arm holds one position
+    assert probe.trigger(probe.start_cli).success
+    chunks = stopped.chunks_received
+    probe.wait_status(lambda m: m.running and m.chunks_received >= chunks + 2)
+    assert node.alive()
+
+
+@pytest.mark.slow
+def test_auto_threshold_reports_its_choice(ros_executor, run_node, fake_server) -> None:
+    params = dict(QUEUE_PARAMS, chunk_threshold=0.0, auto_threshold=True, auto_threshold_margin=0.05)
+    node = run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
+    probe = Probe(ros_executor)
+    status = probe.wait_status(lambda m: m.chunks_received >= 3 and m.auto_threshold)
+    # g = mean latency / period / chunk_size + margin, latency >= 100 ms: g >= 0.1 / (1/30) / 30 + 0.05 = 0.15
+    assert 0.15 - 1e-3 <= status.threshold <= 1.0
+    assert status.threshold == pytest.approx(status.last_latency_ms / 1000 * 30 / 30 + 0.05, abs=0.05)
+    assert node.wait_for_output("auto threshold: g =", 10.0)
+
+
+@pytest.mark.slow
+def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node) -> None:
+    arm = start_fake_server(0.0, 30, "--arm", "--no-server")
+    server = start_fake_server(100.0)
+    try:
+        params = dict(QUEUE_PARAMS, chunk_threshold=0.0, request_timeout=0.5, retry_backoff=0.1)
+        run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
+        probe = Probe(ros_executor)
+        probe.wait_status(lambda m: m.chunks_received >= 2)
+    finally:
+        stop_process(server)
+    before = probe.last()
+    after = probe.wait_status(lambda m: m.requests_failed >= before.requests_failed + 2 and m.queue_size == 0)
+    assert after.running
+    with probe.lock:
+        n = len(probe.commands)
+    assert ros_harness.wait_for(lambda: len(probe.commands) >= n + 10, 10.0)
+    with probe.lock:
+        held = {tuple(c.points[0].positions) for c in probe.commands[n:]}
+    assert len(held) == 1  # holding the last command, not jumping, not silent
+    assert probe.last().idle_ticks > after.idle_ticks
+    stop_process(arm)
