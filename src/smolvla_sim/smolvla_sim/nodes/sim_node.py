@@ -1,0 +1,421 @@
+"""ROS 2 node ``sim_node``: the MuJoCo arm behind the real arm's interface (thin adapter around ArmSim).
+
+Publishes ``/joint_states`` (position, velocity, effort), ``/cameras/<name>/image_raw`` (rgb8) and
+``/cameras/<name>/camera_info``, ``~/task_success`` (std_msgs/Bool), ``~/episode`` (std_msgs/UInt32, latched),
+``~/objects`` (geometry_msgs/PoseArray: cube, tray; privileged state for scripted demonstrations) and,
+with ``publish_clock``, ``/clock`` so the graph can run on simulated time (``real_time_factor`` 0.2 runs the
+world five times slower than the wall clock; 0 = as fast as possible). Subscribes ``/joint_commands``
+(one point = streamed target, several points = trajectory by ``time_from_start``), serves ``~/reset``
+(std_srvs/Trigger; the response names the new episode and its seed). Parameters: ``config/sim_node.yaml``.
+
+The simulation runs in one thread of its own (physics, rendering with the EGL context created there,
+publishing); ROS callbacks only hand commands and resets over to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, PoseArray
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, UInt32
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from smolvla_sim.commands import CommandFollower
+from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
+from smolvla_sim.tasks import TASKS
+from so_arm_driver.image_conversion import numpy_to_image
+
+STARTUP_ONLY = ("robot", "task", "physics_rate", "joint_state_rate", "image_width", "image_height", "cameras")
+
+
+@dataclass
+class SimNodeConfig:
+    robot: str = "so101"
+    task: str = "pick_place"
+    seed: int = 0
+    physics_rate: float = 500.0
+    joint_state_rate: float = 50.0
+    camera_rate: float = 30.0
+    image_width: int = 512
+    image_height: int = 512
+    cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
+    publish_clock: bool = False
+    real_time_factor: float = 1.0
+    max_step: float = 0.1
+    status_rate: float = 10.0
+
+
+def _float(desc: str, lo: float, hi: float, read_only: bool = False) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=desc,
+        type=ParameterType.PARAMETER_DOUBLE,
+        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
+        read_only=read_only,
+    )
+
+
+def _int(desc: str, lo: int, hi: int) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=desc,
+        type=ParameterType.PARAMETER_INTEGER,
+        integer_range=[IntegerRange(from_value=lo, to_value=hi)],
+    )
+
+
+DESCRIPTORS: dict[str, ParameterDescriptor] = {
+    "robot": ParameterDescriptor(
+        description="so101 | so100 (start-up only)", type=ParameterType.PARAMETER_STRING
+    ),
+    "task": ParameterDescriptor(
+        description=f"task: {' | '.join(TASKS)} (start-up only)", type=ParameterType.PARAMETER_STRING
+    ),
+    "seed": _int("seed of the first episode; episode k uses seed + k - 1; -1 = random", -1, 2**31 - 1),
+    "physics_rate": _float("physics steps per simulated second (>= 500)", 500.0, 10000.0),
+    "joint_state_rate": _float("control cycle and /joint_states rate [Hz, sim time]", 1.0, 1000.0),
+    "camera_rate": _float("image rate per camera [Hz, sim time]; 0 = no images", 0.0, 120.0),
+    "image_width": _int("image width [px] (start-up only)", 8, 4096),
+    "image_height": _int("image height [px] (start-up only)", 8, 4096),
+    "cameras": ParameterDescriptor(
+        description="cameras to publish: top, wrist (start-up only)",
+        type=ParameterType.PARAMETER_STRING_ARRAY,
+    ),
+    "publish_clock": ParameterDescriptor(
+        description="publish /clock (sim time) and stamp messages with it", type=ParameterType.PARAMETER_BOOL
+    ),
+    "real_time_factor": _float("simulated seconds per wall second; 0 = as fast as possible", 0.0, 100.0),
+    "max_step": _float("largest change of the joint goal per control cycle [rad]; 0 = unlimited", 0.0, 10.0),
+    "status_rate": _float("rate of ~/task_success and ~/objects [Hz, sim time]", 0.1, 100.0),
+}
+
+
+def validate(name: str, value: object) -> str | None:
+    desc = DESCRIPTORS[name]
+    if desc.floating_point_range:
+        r = desc.floating_point_range[0]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{name} must be a number, got {value!r}"
+        if not r.from_value <= value <= r.to_value:
+            return f"{name} must be in [{r.from_value}, {r.to_value}], got {value!r}"
+    if desc.integer_range:
+        r = desc.integer_range[0]
+        if not isinstance(value, int) or not r.from_value <= value <= r.to_value:
+            return f"{name} must be an integer in [{r.from_value}, {r.to_value}], got {value!r}"
+    if name == "robot" and value not in ("so101", "so100"):
+        return f"robot must be so101 or so100, got {value!r}"
+    if name == "task" and value not in TASKS:
+        return f"task must be one of {list(TASKS)}, got {value!r}"
+    if name == "cameras":
+        cams = list(value)  # type: ignore[call-overload]
+        bad = [c for c in cams if c not in CAMERAS]
+        if bad or len(set(cams)) != len(cams):
+            return f"cameras must be distinct names out of {list(CAMERAS)}, got {cams}"
+    return None
+
+
+class SimStartupError(RuntimeError):
+    pass
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("sim_node", **kwargs)
+        defaults = SimNodeConfig()
+        for name, desc in DESCRIPTORS.items():
+            self.declare_parameter(name, getattr(defaults, name), desc)
+        self.cfg = SimNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
+        self.cfg.cameras = list(self.cfg.cameras or [])
+        problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
+        if problems:
+            raise SimStartupError("invalid parameters: " + "; ".join(problems))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.sim = ArmSim(
+            SimConfig(
+                robot=self.cfg.robot,
+                task=self.cfg.task,
+                physics_rate=self.cfg.physics_rate,
+                control_rate=self.cfg.joint_state_rate,
+                image_width=self.cfg.image_width,
+                image_height=self.cfg.image_height,
+                cameras=tuple(self.cfg.cameras),
+            )
+        )
+        self.follower = CommandFollower(
+            self.sim.joint_names, self.sim.lower, self.sim.upper, self.cfg.max_step
+        )
+        self.sim_clock = 0.0  # simulated seconds since start, monotonic across resets
+        self._reset_request = threading.Event()
+        self._reset_done = threading.Condition()
+        self._reset_result = ""
+        self._last_reject_log = 0.0
+        self._stop = threading.Event()
+        self.episode = 0
+        self.seed = self.cfg.seed
+
+        io = MutuallyExclusiveCallbackGroup()
+        svc = MutuallyExclusiveCallbackGroup()
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.cfg.publish_clock else None
+        self.success_pub = self.create_publisher(Bool, "~/task_success", 10)
+        self.episode_pub = self.create_publisher(UInt32, "~/episode", latched)
+        self.objects_pub = self.create_publisher(PoseArray, "~/objects", 10)
+        self.image_pubs = {
+            c: self.create_publisher(Image, f"cameras/{c}/image_raw", 5) for c in self.cfg.cameras
+        }
+        self.info_pubs = {
+            c: self.create_publisher(CameraInfo, f"cameras/{c}/camera_info", 5) for c in self.cfg.cameras
+        }
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(JointTrajectory, "joint_commands", self._on_command, qos, callback_group=io)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=svc)
+        self._do_reset()
+        self._thread = threading.Thread(target=self._loop, name="sim-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.get_logger().info(
+            f"simulating {self.cfg.robot} ({self.cfg.task}) at {self.cfg.physics_rate:g} Hz physics, "
+            f"joint states {self.cfg.joint_state_rate:g} Hz, cameras {self.cfg.cameras} "
+            f"{self.cfg.image_width}x{self.cfg.image_height} at {self.cfg.camera_rate:g} Hz, "
+            f"real-time factor {self.cfg.real_time_factor:g}, "
+            f"clock {'on' if self.cfg.publish_clock else 'off'}"
+        )
+
+    # -- parameters ----------------------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name not in DESCRIPTORS:
+                continue
+            if p.name in STARTUP_ONLY and getattr(self, "cfg", None) is not None:
+                if p.value != getattr(self.cfg, p.name):
+                    return SetParametersResult(
+                        successful=False, reason=f"{p.name} can only be set at start-up"
+                    )
+                continue
+            reason = validate(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            if p.name in DESCRIPTORS and p.name not in STARTUP_ONLY:
+                setattr(self.cfg, p.name, p.value)
+                if p.name == "max_step":
+                    self.follower.max_step = float(p.value)
+        return SetParametersResult(successful=True)
+
+    # -- stamps --------------------------------------------------------------------------------------------
+    def _stamp(self) -> Time:
+        if self.cfg.publish_clock:
+            sec = int(self.sim_clock)
+            return Time(sec=sec, nanosec=int(round((self.sim_clock - sec) * 1e9)) % 1_000_000_000)
+        return self.get_clock().now().to_msg()
+
+    def _stamp_seconds(self) -> float:
+        if self.cfg.publish_clock:
+            return self.sim_clock
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- commands and reset --------------------------------------------------------------------------------
+    def _reject(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last_reject_log > 1.0:
+            self._last_reject_log = now
+            self.get_logger().warning(f"ignored /joint_commands message: {reason}")
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        try:
+            names = list(msg.joint_names)
+            if not msg.points:
+                reason: str | None = self.follower._reject("trajectory without points")
+            elif len(msg.points) == 1 and (
+                msg.points[0].time_from_start.sec == 0 and msg.points[0].time_from_start.nanosec == 0
+            ):
+                reason = self.follower.set_target(names, list(msg.points[0].positions))
+            else:
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                start = self.sim_clock
+                if stamp > 0:
+                    start = self.sim_clock - (self._stamp_seconds() - stamp)
+                points = [
+                    (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions))
+                    for p in msg.points
+                ]
+                reason = self.follower.set_trajectory(names, points, start=start)
+            if reason is not None:
+                self._reject(reason)
+        except Exception as exc:  # noqa: BLE001 (a malformed message must never kill the node)
+            self.follower._reject(f"malformed command: {exc!r}")
+            self._reject(f"malformed command: {exc!r}")
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._reset_done:
+            self._reset_result = ""
+            self._reset_request.set()
+            ok = self._reset_done.wait_for(lambda: bool(self._reset_result), timeout=30.0)
+        response.success = bool(ok)
+        response.message = self._reset_result if ok else "reset timed out (simulation loop not running?)"
+        return response
+
+    def _do_reset(self) -> str:
+        seed = self.cfg.seed + self.episode if self.cfg.seed >= 0 else None
+        self.sim.reset(seed)
+        self.seed = self.sim.seed
+        self.episode += 1
+        self.follower.hold(self.sim.joint_positions)
+        self.episode_pub.publish(UInt32(data=self.episode))
+        message = f"episode {self.episode} seed {self.seed}"
+        self.get_logger().info(f"reset: {message}")
+        return message
+
+    # -- publishing ----------------------------------------------------------------------------------------
+    def _publish_joint_state(self, stamp: Time) -> None:
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(self.sim.joint_names)
+        msg.position = self.sim.joint_positions.tolist()
+        msg.velocity = self.sim.joint_velocities.tolist()
+        msg.effort = self.sim.joint_efforts.tolist()
+        self.joint_pub.publish(msg)
+
+    def _publish_images(self, stamp: Time) -> None:
+        w, h = self.cfg.image_width, self.cfg.image_height
+        for cam in self.cfg.cameras:
+            frame = f"{cam}_camera"
+            img = numpy_to_image(self.sim.render(cam), "rgb8", Image())
+            img.header.stamp, img.header.frame_id = stamp, frame
+            k = self.sim.camera_intrinsics(cam)
+            info = CameraInfo()
+            info.header.stamp, info.header.frame_id = stamp, frame
+            info.width, info.height = w, h
+            info.distortion_model = "plumb_bob"
+            info.d = [0.0] * 5
+            info.k = k.reshape(-1).tolist()
+            info.r = np.eye(3).reshape(-1).tolist()
+            info.p = np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
+            self.image_pubs[cam].publish(img)
+            self.info_pubs[cam].publish(info)
+
+    def _publish_status(self, stamp: Time) -> None:
+        self.success_pub.publish(Bool(data=bool(self.sim.task_success())))
+        arr = PoseArray()
+        arr.header.stamp, arr.header.frame_id = stamp, "base"
+        for name in ("cube", "tray"):
+            p = self.sim.object_poses()[name]
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = (float(v) for v in p[:3])
+            pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (
+                float(v) for v in p[3:]
+            )
+            arr.poses.append(pose)
+        self.objects_pub.publish(arr)
+
+    # -- loop ----------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001
+            if not self._stop.is_set() and self.context.ok():
+                self.get_logger().fatal(f"simulation loop failed: {exc!r}")
+        finally:
+            self.sim.close()  # the renderers belong to this thread's GL context
+
+    def _run(self) -> None:
+        cycle = 1.0 / self.cfg.joint_state_rate
+        substeps = max(1, round(self.cfg.physics_rate * cycle))
+        next_cam = 0.0
+        next_status = 0.0
+        wall0, sim0, rtf0 = time.monotonic(), self.sim_clock, self.cfg.real_time_factor
+        eps = 1e-9
+        while not self._stop.is_set():
+            if self._reset_request.is_set():
+                self._reset_request.clear()
+                message = self._do_reset()
+                with self._reset_done:
+                    self._reset_result = message
+                    self._reset_done.notify_all()
+                next_cam = next_status = self.sim_clock
+            self.sim.set_targets(self.follower.goal(self.sim_clock))
+            self.sim.step_physics(substeps)
+            self.sim_clock += substeps * self.sim.dt
+            stamp = self._stamp()
+            if self.clock_pub is not None:
+                self.clock_pub.publish(Clock(clock=stamp))
+            self._publish_joint_state(stamp)
+            if self.cfg.camera_rate > 0 and self.cfg.cameras and self.sim_clock + eps >= next_cam:
+                self._publish_images(stamp)
+                next_cam = max(next_cam + 1.0 / self.cfg.camera_rate, self.sim_clock - cycle)
+            if self.sim_clock + eps >= next_status:
+                self._publish_status(stamp)
+                next_status = max(next_status + 1.0 / self.cfg.status_rate, self.sim_clock - cycle)
+            rtf = self.cfg.real_time_factor
+            if rtf != rtf0:  # re-anchor pacing when the factor changes at run time
+                wall0, sim0, rtf0 = time.monotonic(), self.sim_clock, rtf
+            if rtf > 0:
+                delay = wall0 + (self.sim_clock - sim0) / rtf - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                elif delay < -1.0:  # far behind (slow machine): do not try to catch up in a burst
+                    wall0, sim0 = time.monotonic(), self.sim_clock
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node: SimNode | None = None
+    executor: MultiThreadedExecutor | None = None
+    rc = 0
+    try:
+        node = SimNode()
+        node.start()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except SimStartupError as exc:
+        print(f"sim_node cannot start: {exc}", file=sys.stderr, flush=True)
+        rc = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:  # context invalidated by the signal handler mid-spin
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.shutdown()
+            with contextlib.suppress(Exception):
+                node.destroy_node()
+        rclpy.try_shutdown()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
