@@ -184,3 +184,25 @@ def test_urdfs_are_installed_into_share():
         installed = share / "urdf" / get_robot_spec(name).urdf
         assert installed.is_file(), f"{installed} missing: rebuild so_arm_driver"
         assert installed.read_text() == (URDF_DIR / installed.name).read_text()
+
+
+def test_urdf_loads_in_mujoco_with_the_same_kinematics(robot):
+    """An independent URDF consumer: MuJoCo's URDF importer (fixed links are fused into their parents)."""
+    mujoco = pytest.importorskip("mujoco")
+    model = mujoco.MjModel.from_xml_path(str(URDF_DIR / get_robot_spec(robot).urdf))
+    data = mujoco.MjData(model)
+    assert [model.joint(i).name for i in range(model.njnt)] == list(JOINT_NAMES)
+    limits = get_robot_spec(robot).limits
+    for name in JOINT_NAMES:
+        np.testing.assert_allclose(model.jnt_range[model.joint(name).id], limits[name], atol=1e-9)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        q = np.array([rng.uniform(*limits[j]) for j in JOINT_NAMES])
+        for i, name in enumerate(JOINT_NAMES):
+            data.qpos[model.joint(name).qposadr[0]] = q[i]
+        mujoco.mj_kinematics(model, data)
+        frames = kinematics.link_frames(q, robot)
+        for body in range(1, model.nbody):
+            name = model.body(body).name
+            np.testing.assert_allclose(data.xpos[body], frames[name][:3, 3], atol=1e-9, err_msg=name)
+            np.testing.assert_allclose(data.xmat[body].reshape(3, 3), frames[name][:3, :3], atol=1e-9)
