@@ -263,19 +263,21 @@ def lerobot_to_radians(
     actions: np.ndarray, names: Sequence[str], joint_units: Mapping[str, str]
 ) -> np.ndarray:
     """Checkpoint/dataset units (lerobot SO-10x: degrees, gripper 0..100) -> ROS radians."""
+    return np.asarray(make_joint_units(names, joint_units).to_ros(actions), dtype=np.float64)
+
+
+def make_joint_units(names: Sequence[str], joint_units: Mapping[str, str] | None = None) -> Any:
+    """``JointUnits`` for ``names``: lerobot's SO-10x convention (degrees, gripper 0..100 of its range) with
+    the per-joint overrides of the ``joint_units`` parameter (joint -> degrees | radians | range_0_100)."""
     from smolvla_policy.model.units import JointUnits
 
-    units = make_joint_units(names, joint_units, JointUnits)
-    return np.asarray(units.to_ros(actions), dtype=np.float64)
-
-
-def make_joint_units(names: Sequence[str], joint_units: Mapping[str, str], cls: Any = None) -> Any:
-    """A ``JointUnits`` for ``names`` with the per-joint overrides of the ``joint_units`` parameter."""
-    if cls is None:
-        from smolvla_policy.model.units import JointUnits as cls  # noqa: N813
-    return (
-        cls.from_mapping(list(names), dict(joint_units)) if hasattr(cls, "from_mapping") else cls(list(names))
-    )
+    overrides = dict(joint_units or {})
+    unknown = [j for j in overrides if j not in names]
+    if unknown:
+        raise ValueError(f"joint_units names joint '{unknown[0]}', not one of {', '.join(names)}")
+    kinds = [overrides.get(n, "range_0_100" if n == "gripper" else "degrees") for n in names]
+    limits = {n: SO101_LIMITS[n] for n in names if n in SO101_LIMITS}
+    return JointUnits.from_spec(kinds, list(names), limits)
 
 
 def make_backend(name: str, options: Mapping[str, Any]) -> PolicyBackend:

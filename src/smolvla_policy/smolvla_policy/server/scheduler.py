@@ -188,8 +188,6 @@ class GoalScheduler:
         def step_callback(step: int, num_steps: int) -> bool:
             nonlocal steps_seen
             steps_seen += 1
-            if latency > 0:
-                job._cancel.wait(latency / max(1, num_steps))
             if job.cancel_requested:
                 return False
             if job.on_step is not None:
@@ -197,6 +195,8 @@ class GoalScheduler:
                     job.on_step(step, num_steps)
                 except Exception as exc:  # feedback must never kill the inference
                     self._log.warning(f"feedback callback failed: {exc}")
+            if latency > 0:  # after the feedback: a client sees the job running, then it is slow
+                job._cancel.wait(latency / max(1, num_steps))
             return not job.cancel_requested
 
         t0 = time.perf_counter()

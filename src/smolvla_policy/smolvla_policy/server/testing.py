@@ -1,8 +1,13 @@
-"""Helpers to build PredictChunk goals in tests and benchmarks (no rclpy import; uses the message classes)."""
+"""Helpers for tests and benchmarks: PredictChunk goals, a PredictChunk client (rclpy imported lazily), and a
+plug-in backend whose loading waits for a file."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,3 +61,119 @@ def make_observation(
     pos = np.zeros(len(joint_names)) if positions is None else np.asarray(positions, dtype=np.float64)
     obs.state.position = [float(p) for p in pos]
     return obs
+
+
+def gated_scripted_backend(options: Mapping[str, Any]) -> Any:
+    """Plug-in factory (``smolvla_policy.server.testing:gated_scripted_backend``): a scripted backend whose
+    loading blocks until the file ``options['wait_for_file']`` exists (at most ``timeout_s``, default 60 s).
+
+    Lets a test hold the server in its "loading" state without relying on timing.
+    """
+    import time
+    from pathlib import Path
+
+    from smolvla_policy.server.backends import ScriptedBackend
+
+    gate = Path(str(options["wait_for_file"]))
+    deadline = time.monotonic() + float(options.get("timeout_s", 60.0))
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate file {gate} did not appear")
+        time.sleep(0.02)
+    return ScriptedBackend.from_options(options)
+
+
+@dataclass
+class GoalRef:
+    handle: Any
+    feedback: list = field(default_factory=list)
+
+
+class PolicyClient:
+    """A test-side rclpy node with a PredictChunk action client, spun by its own executor thread."""
+
+    def __init__(
+        self, action_name: str = "/smolvla/predict_chunk", node_name: str = "policy_test_client"
+    ) -> None:
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from visualization_msgs.msg import MarkerArray
+
+        from smolvla_msgs.action import PredictChunk
+        from smolvla_msgs.msg import ActionChunk
+
+        self.PredictChunk = PredictChunk
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node(node_name, context=self.context)
+        self.action = ActionClient(self.node, PredictChunk, action_name)
+        self.chunks: list[Any] = []
+        self.markers: list[Any] = []
+        self.node.create_subscription(ActionChunk, "/smolvla/predicted_chunk", self.chunks.append, 10)
+        self.node.create_subscription(MarkerArray, "/smolvla/chunk_markers", self.markers.append, 10)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(10.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    @staticmethod
+    def _wait(future: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no answer from the policy server")
+            time.sleep(0.005)
+        return future.result()
+
+    def send(self, obs: Any, timeout: float = 30.0) -> GoalRef:
+        ref = GoalRef(None)
+        goal = self.PredictChunk.Goal(observation=obs)
+        future = self.action.send_goal_async(
+            goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
+        )
+        ref.handle = self._wait(future, timeout)
+        if not ref.handle.accepted:
+            raise RuntimeError("goal rejected")
+        return ref
+
+    def result(self, ref: GoalRef, timeout: float = 120.0) -> tuple[int, Any]:
+        res = self._wait(ref.handle.get_result_async(), timeout)
+        return res.status, res.result
+
+    def cancel(self, ref: GoalRef, timeout: float = 30.0) -> Any:
+        return self._wait(ref.handle.cancel_goal_async(), timeout)
+
+    def set_parameters(self, server: str = "policy_server", **values: Any) -> None:
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        cli = self.node.create_client(SetParameters, f"/{server}/set_parameters")
+        if not cli.wait_for_service(timeout_sec=30.0):
+            raise TimeoutError("no parameter service")
+        req = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        )
+        res = self._wait(cli.call_async(req), 30.0)
+        self.node.destroy_client(cli)
+        failed = [r.reason for r in res.results if not r.successful]
+        if failed:
+            raise ValueError(f"parameters rejected: {failed}")
+
+
+def status_name(status: int) -> str:
+    from action_msgs.msg import GoalStatus
+
+    return {
+        GoalStatus.STATUS_SUCCEEDED: "succeeded",
+        GoalStatus.STATUS_ABORTED: "aborted",
+        GoalStatus.STATUS_CANCELED: "canceled",
+    }.get(status, str(status))

@@ -1,0 +1,70 @@
+"""Integration test: goals sent while the backend loads are accepted and answered once it is ready; a backend
+that fails to load aborts goals with the reason and the server recovers when the parameters are fixed.
+
+The backend is the plug-in ``smolvla_policy.server.testing:gated_scripted_backend`` whose loading waits for a
+file, so the test holds the server in its loading state without timing assumptions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ros_harness import NodeProcess, wait_for
+from smolvla_policy.server.testing import PolicyClient, make_observation, status_name
+
+pytestmark = pytest.mark.slow
+
+ACTION = "/gated/predict_chunk"
+
+
+def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    options = {"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4}
+    proc = NodeProcess(
+        "smolvla_policy",
+        "policy_server",
+        parameters={
+            "action_name": ACTION,
+            "backend": "smolvla_policy.server.testing:gated_scripted_backend",
+            "backend_options": "'" + json.dumps(options) + "'",
+            "num_steps": 2,
+        },
+    )
+    client = None
+    try:
+        assert proc.wait_for_output("loading", 60.0), proc.output()
+        client = PolicyClient(ACTION)
+        assert client.action.wait_for_server(timeout_sec=30.0)
+        q = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+        first = client.send(make_observation(positions=q, timestep=1))
+        second = client.send(make_observation(positions=q, timestep=2))
+        status, result = client.result(first, timeout=30.0)  # preempted while both wait for the backend
+        assert status_name(status) == "aborted" and "preempted" in result.error
+        result_future = second.handle.get_result_async()
+        time.sleep(0.5)
+        assert not result_future.done()  # still loading: the goal waits
+        gate.touch()
+        assert wait_for(result_future.done, 60.0)
+        res = result_future.result()
+        assert status_name(res.status) == "succeeded" and res.result.chunk.start_timestep == 2
+        np.testing.assert_allclose([p.positions for p in res.result.chunk.trajectory.points], [q] * 4)
+
+        # A backend that cannot load: goals are aborted with the reason; the server lives on.
+        bad = dict(options, wait_for_file=str(tmp_path / "never"), timeout_s=0.05)
+        client.set_parameters(backend_options=json.dumps(bad))
+        assert wait_for(lambda: "loading backend" in proc.output() and "failed" in proc.output(), 60.0)
+        status, result = client.result(client.send(make_observation(positions=q)))
+        assert status_name(status) == "aborted" and "did not appear" in result.error, result.error
+        client.set_parameters(backend_options=json.dumps(options))
+        status, result = client.result(client.send(make_observation(positions=q)))
+        assert status_name(status) == "succeeded"
+    finally:
+        if client is not None:
+            client.close()
+        code = proc.stop()
+    assert code == 0, proc.output()
