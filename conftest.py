@@ -1,9 +1,9 @@
 """Workspace-wide pytest harness.
 
-- Applies the project's network isolation to the test process and everything it starts (shared-memory-only Fast
-  DDS profile via both profile variables, a ROS_DOMAIN_ID per run and per xdist worker, ROS_LOG_DIR).
-- ``ros_context``: an initialised rclpy context of its own; ``ros_executor``: a MultiThreadedExecutor spinning in a
-  thread on that context, shut down and joined before the context is shut down.
+- Applies the project's network isolation to the test process and everything it starts (shared-memory-only
+  Fast DDS profile via both profile variables, a ROS_DOMAIN_ID per run and per xdist worker, ROS_LOG_DIR).
+- ``ros_context``: an initialised rclpy context of its own; ``ros_executor``: a MultiThreadedExecutor
+  spinning in a thread on that context, shut down and joined before the context is shut down.
 - ``run_node``: start an installed executable with ``--ros-args``; stopped with SIGINT at teardown.
 """
 
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
 import ros_harness
 
 

@@ -5,7 +5,7 @@ Used by the test suite (`conftest.py`), the benchmarks and the launch runner:
 - :func:`ros_environment` returns an environment with the shared-memory-only Fast DDS profile set through both
   ``FASTDDS_DEFAULT_PROFILES_FILE`` and ``FASTRTPS_DEFAULT_PROFILES_FILE``, a ``ROS_DOMAIN_ID`` of its own,
   a ``ROS_LOG_DIR`` and ``HOME``; the variables that would override the profile are removed.
-- :func:`find_executable` resolves ``<prefix>/lib/<pkg>/<exe>`` through the ament index (what ``ros2 run`` does).
+- :func:`find_executable` resolves ``<prefix>/lib/<pkg>/<exe>`` through the ament index (like ``ros2 run``).
 - :class:`NodeProcess` starts an installed executable with ``--ros-args`` and stops it with SIGINT.
 """
 
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DDS_PROFILE = REPO_ROOT / "config" / "fastdds_shm_only.xml"
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 # Variables that replace the profile's transports or are ignored by Kilted; never combined with the profile.
-OVERRIDING_VARS = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "FASTDDS_BUILTIN_TRANSPORTS")
+OVERRIDING_VARS = (
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "ROS_STATIC_PEERS",
+    "ROS_LOCALHOST_ONLY",
+    "FASTDDS_BUILTIN_TRANSPORTS",
+)
 
 
 def default_domain_id(worker: int = 0) -> int:
-    """A domain id for this run: derived from the PID so parallel runs differ, plus the worker index (1..101)."""
+    """A domain id for this run (1..97): derived from the PID so parallel runs differ, plus the worker."""
     return 1 + ((os.getpid() // 7) % 24) * 4 + (worker % 4)
 
 
 def ros_environment(
-    domain_id: int | None = None, base: Mapping[str, str] | None = None, log_dir: str | os.PathLike | None = None
+    domain_id: int | None = None,
+    base: Mapping[str, str] | None = None,
+    log_dir: str | os.PathLike | None = None,
 ) -> dict[str, str]:
     """Return a copy of ``base`` (default ``os.environ``) set up for isolated ROS 2 communication."""
     env = dict(os.environ if base is None else base)
@@ -43,7 +50,9 @@ def ros_environment(
     for var in OVERRIDING_VARS:
         env.pop(var, None)
     if domain_id is None:
-        domain_id = int(env["ROS_DOMAIN_ID"]) if env.get("ROS_DOMAIN_ID", "").isdigit() else default_domain_id()
+        domain_id = (
+            int(env["ROS_DOMAIN_ID"]) if env.get("ROS_DOMAIN_ID", "").isdigit() else default_domain_id()
+        )
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("HOME", tempfile.gettempdir())
     env["ROS_LOG_DIR"] = str(log_dir) if log_dir else env.get("ROS_LOG_DIR") or str(REPO_ROOT / "log" / "ros")
@@ -74,15 +83,16 @@ def find_executable(package: str, executable: str) -> Path:
 def ros_args(
     name: str | None = None,
     parameters: Mapping[str, Any] | None = None,
-    params_file: str | os.PathLike | None = None,
+    params_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     remappings: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
 ) -> list[str]:
-    """Build a ``--ros-args`` argument list."""
+    """Build a ``--ros-args`` argument list (``params_file`` may be one file or a list, applied in order)."""
     args = ["--ros-args"]
     if name:
         args += ["-r", f"__node:={name}"]
-    if params_file:
-        args += ["--params-file", str(params_file)]
+    files = [params_file] if isinstance(params_file, (str, os.PathLike)) else list(params_file or [])
+    for f in files:
+        args += ["--params-file", str(f)]
     for key, value in (parameters or {}).items():
         args += ["-p", f"{key}:={_param_literal(value)}"]
     items = remappings.items() if isinstance(remappings, Mapping) else (remappings or [])
@@ -111,8 +121,8 @@ class NodeProcess:
         *,
         name: str | None = None,
         parameters: Mapping[str, Any] | None = None,
-        params_file: str | os.PathLike | None = None,
-        remappings: Mapping[str, str] | None = None,
+        params_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        remappings: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         log_path: str | os.PathLike | None = None,
@@ -121,9 +131,10 @@ class NodeProcess:
         exe = find_executable(package, executable)
         self.cmd = [str(exe), *extra_args, *ros_args(name, parameters, params_file, remappings)]
         self.env = dict(env) if env is not None else ros_environment()
-        self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open for the process lifetime)
-            mode="w+", prefix=f"{executable}-", suffix=".log", delete=False
-        ) if log_path is None else open(log_path, "w+")  # noqa: SIM115
+        if log_path is None:
+            fd, log_path = tempfile.mkstemp(prefix=f"{executable}-", suffix=".log")
+            os.close(fd)
+        self._log_file = open(log_path, "w+")  # noqa: SIM115 (open for the process lifetime)
         self.proc = subprocess.Popen(
             self.cmd, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
         )

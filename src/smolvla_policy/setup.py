@@ -11,6 +11,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
+        # The workspace-level launch files and node configurations live at the repository root (launch/, config/);
+        # smolvla_policy, the package that ties the graph together, installs them so `ros2 launch smolvla_policy ...`
+        # and get_package_share_directory("smolvla_policy") find them.
+        ("share/" + PACKAGE + "/launch", sorted(glob("../../launch/*.launch.py"))),
+        ("share/" + PACKAGE + "/config", sorted(glob("../../config/*.yaml")) + sorted(glob("../../config/*.xml"))),
     ],
     include_package_data=True,
     install_requires=["setuptools"],
