@@ -143,8 +143,11 @@ def test_threshold_changed_at_run_time_is_visible_in_queue_status(
     assert not bad_g.successful and "chunk_threshold" in bad_g.reason
     bad_fn = probe.set_params(aggregate_fn="median")[0]
     assert not bad_fn.successful and "unknown aggregate_fn 'median'" in bad_fn.reason
-    ok_fn = probe.set_params(aggregate_fn="blend", blend_ramp=5.0)
-    assert all(r.successful for r in ok_fn)
+    ok = probe.set_params(
+        aggregate_fn="blend", blend_ramp=5.0, similarity_epsilon=0.001, task="pick the cube"
+    )
+    assert all(r.successful for r in ok)
+    assert probe.set_params(fps=20.0)[0].successful  # the timer is re-created at the new rate
     now = probe.last()
     probe.wait_status(lambda m: m.tick >= now.tick + 5)
     assert abs(probe.last().threshold - 0.9) < 1e-6
