@@ -19,6 +19,7 @@ Design rules:
 from __future__ import annotations
 
 import contextlib
+import select
 import termios
 import threading
 import time
@@ -108,10 +109,21 @@ class _PortHandler(scs.PortHandler):
     def __init__(self, port_name: str, latency_timer_ms: float) -> None:
         super().__init__(port_name)
         self.latency_timer_ms = latency_timer_ms
+        self.poll_wait_s = 0.0005
 
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
         self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_timer_ms + 2.0
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+        """Non-blocking read as in the SDK; when nothing is there, wait (up to ``poll_wait_s``) for data in
+        select() instead of spinning: the SDK's receive loop then no longer burns a core and the GIL."""
+        data = self.ser.read(length)
+        if not data and self.poll_wait_s > 0:
+            fd = getattr(self.ser, "fd", None)
+            if fd is not None:
+                select.select([fd], [], [], self.poll_wait_s)
+        return data
 
     def discard_input(self) -> None:
         if self.ser is not None:

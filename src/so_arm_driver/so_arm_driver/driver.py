@@ -350,7 +350,8 @@ class ArmDriver:
     def _current_target(self, now: float) -> list[float]:
         """Target for this cycle (caller holds the lock)."""
         traj = self._trajectory
-        alive_until = (self._last_command or -math.inf) + self.config.command_timeout
+        last = -math.inf if self._last_command is None else self._last_command
+        alive_until = last + self.config.command_timeout
         if traj is not None:
             alive_until = max(alive_until, traj.end + self.config.command_timeout)
         if self._last_command is None or now > alive_until:

@@ -31,8 +31,8 @@ def emu():
 
 @pytest.fixture
 def bus(emu):
-    # a short adapter latency keeps the timeouts of the failure tests small (2 * 5 + 2 = 12 ms)
-    b = FeetechBus(emu.port, retries=2, latency_timer_ms=5.0)
+    # a short adapter latency keeps the timeouts of the failure tests small (2 * 10 + 2 = 22 ms)
+    b = FeetechBus(emu.port, retries=2, latency_timer_ms=10.0)
     b.open()
     yield b
     b.close()
@@ -154,10 +154,10 @@ def test_one_dropped_reply_is_retried(bus, emu):
 
 def test_retry_count_and_time_budget(emu):
     emu.drop_replies(duration_s=30.0)
-    with FeetechBus(emu.port, retries=5, retry_budget_s=10.0, latency_timer_ms=5.0) as b:
+    with FeetechBus(emu.port, retries=5, retry_budget_s=10.0, latency_timer_ms=10.0) as b:
         res = b.sync_read(["Present_Position"], [1, 2, 3])
         assert res.attempts == 6 and not res.ok
-    with FeetechBus(emu.port, retries=1000, retry_budget_s=0.0, latency_timer_ms=5.0) as b:
+    with FeetechBus(emu.port, retries=1000, retry_budget_s=0.0, latency_timer_ms=10.0) as b:
         res = b.sync_read(["Present_Position"], [1])
         assert res.attempts == 1  # the time budget is spent after the first attempt
         assert b.read(1, "Present_Position")[1] is not None
@@ -176,7 +176,7 @@ def test_late_reply_is_not_taken_for_the_next_answer(emu):
 
 
 def test_closed_or_vanished_port_returns_errors(emu):
-    b = FeetechBus(emu.port, latency_timer_ms=5.0)
+    b = FeetechBus(emu.port, latency_timer_ms=10.0)
     assert b.read(1, "Present_Position")[1].code == busmod.ERR_NOT_OPEN
     assert b.sync_read(["Present_Position"], [1]).errors[0].code == busmod.ERR_NOT_OPEN
     b.open()
