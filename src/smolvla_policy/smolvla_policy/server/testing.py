@@ -69,7 +69,6 @@ def gated_scripted_backend(options: Mapping[str, Any]) -> Any:
 
     Lets a test hold the server in its "loading" state without relying on timing.
     """
-    import time
     from pathlib import Path
 
     from smolvla_policy.server.backends import ScriptedBackend
@@ -127,11 +126,10 @@ class PolicyClient:
 
     @staticmethod
     def _wait(future: Any, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError("no answer from the policy server")
-            time.sleep(0.005)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not (future.done() or done.wait(timeout)):
+            raise TimeoutError("no answer from the policy server")
         return future.result()
 
     def send(self, obs: Any, timeout: float = 30.0) -> GoalRef:
