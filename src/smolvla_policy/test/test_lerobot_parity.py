@@ -122,6 +122,7 @@ def _check_case(policy, case: dict, label: str) -> None:
     chunk = np.asarray(chunk, dtype=np.float32)
     assert chunk.shape == case["chunk"].shape, f"{label}: chunk shape {chunk.shape} != {case['chunk'].shape}"
     diff = float(np.abs(chunk - case["chunk"]).max())
+    print(f"{label}: max |chunk - lerobot| = {diff:.3g} (tolerance {TOL})")
     if not diff <= TOL:
         pytest.fail(
             f"{label}: max |chunk - lerobot| = {diff:.3g} > {TOL} (|lerobot chunk| max "
@@ -170,6 +171,20 @@ def test_strict_loading_rejects_renamed_tensor(tmp_path):
     with pytest.raises(Exception) as info:  # noqa: B017, PT011 - the type is the model's; the message matters
         SmolVLAPolicy.from_pretrained(ckpt, tokenizer=None, device="cpu", dtype="float32")
     assert old in str(info.value), f"error does not name the missing tensor: {info.value}"
+
+
+@pytest.mark.parametrize(("name", "seed"), [("tiny", 11), ("tiny_longest", 22)])  # seeds of make_fixtures.py
+def test_deterministic_weights_reproduce_lerobot_checkpoint(name, seed):
+    """The generator, run here, gives bit-identical tensors to those it gave in the lerobot venv: the
+    full-size case (whose weights are regenerated, not committed) rests on this."""
+    from safetensors.torch import load_file
+
+    dw = _weights_module()
+    saved = load_file(str(FIXTURES / name / "model.safetensors"))
+    regenerated = dw.deterministic_state_dict({k: v.shape for k, v in saved.items()}, seed=seed)
+    for key, tensor in saved.items():
+        assert regenerated[key].dtype == tensor.dtype
+        assert regenerated[key].equal(tensor), key
 
 
 @pytest.mark.slow
