@@ -269,3 +269,27 @@ def test_full_size_random_weights_predict(tmp_path: Path) -> None:
     images, state = _obs()
     chunk = pol.predict_chunk(images, state, TASK, seed=0, num_steps=2)
     assert chunk.shape == (50, 6) and np.isfinite(chunk).all()
+
+
+def test_fused_rms_norm_equals_llama_rms_norm() -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from smolvla_policy.model.modeling import rms_norm
+
+    norm = LlamaRMSNorm(48, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(48))
+    x = torch.randn(2, 7, 48) * 3
+    torch.testing.assert_close(rms_norm(norm, x), norm(x), atol=1e-6, rtol=1e-6)
+
+
+def test_int8_dynamic_mode_runs_and_refuses_to_save(tiny_dir: Path, tmp_path: Path) -> None:
+    from smolvla_policy.model import CheckpointError
+
+    q = SmolVLAPolicy.from_pretrained(tiny_dir, dtype="int8_dynamic")
+    assert q.quantized == ("connector", "expert", "text", "vision")
+    images, state = _obs()
+    chunk = q.predict_chunk(images, state, TASK, seed=0)
+    assert chunk.shape == (50, 6) and np.isfinite(chunk).all()
+    with pytest.raises(CheckpointError, match="quantised"):
+        q.save_pretrained(tmp_path / "q")

@@ -175,6 +175,8 @@ def load_policy(
 
 
 def save_policy(policy: Any, directory: str | os.PathLike[str]) -> Path:
+    if getattr(policy, "quantized", ()):
+        raise CheckpointError("a dynamically quantised policy cannot be saved; save the float32 policy")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     policy.config.to_json(directory / CONFIG_NAME)

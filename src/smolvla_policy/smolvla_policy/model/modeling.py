@@ -105,6 +105,13 @@ def sinusoidal_time_embedding(
     return torch.cat([torch.sin(sin_input), torch.cos(sin_input)], dim=1)
 
 
+def rms_norm(norm: LlamaRMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """LlamaRMSNorm's maths (fp32 statistics, cast back, times weight) with the fused kernel."""
+    dtype = x.dtype
+    h = F.rms_norm(x.to(torch.float32), (x.shape[-1],), eps=norm.variance_epsilon)
+    return norm.weight * h.to(dtype)
+
+
 def pad_vector(x: torch.Tensor, new_dim: int) -> torch.Tensor:
     if x.shape[-1] >= new_dim:
         return x
@@ -138,9 +145,14 @@ class DecoderLayer(nn.Module):
 
     def finish(self, hidden: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
         """o_proj + residual, post-attention norm, MLP + residual."""
-        att = att.to(self.self_attn.o_proj.weight.dtype)
+        att = att.to(self.dtype)
         out = self.self_attn.o_proj(att) + hidden
-        return self.mlp(self.post_attention_layernorm(out)) + out
+        return self.mlp(rms_norm(self.post_attention_layernorm, out)) + out
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the layer (its norm weights; Linear layers may be quantised)."""
+        return self.input_layernorm.weight.dtype
 
 
 class TextModel(nn.Module):
@@ -372,7 +384,7 @@ class SmolVLAModel(nn.Module):
         return emb, pad, att
 
     def _qkv(self, layer: DecoderLayer, hidden: torch.Tensor):
-        normed = layer.input_layernorm(hidden).to(layer.self_attn.q_proj.weight.dtype)
+        normed = rms_norm(layer.input_layernorm, hidden).to(layer.dtype)
         shape = (*normed.shape[:-1], -1, layer.self_attn.head_dim)
         q = layer.self_attn.q_proj(normed).view(shape)
         k = layer.self_attn.k_proj(normed).view(shape)
@@ -431,8 +443,8 @@ class SmolVLAModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self.vlm_with_expert.lm_expert.layers[expert_idx]
         attn = layer.self_attn
-        kk = attn.k_proj(k.to(attn.k_proj.weight.dtype).reshape(*k.shape[:2], -1))
-        vv = attn.v_proj(v.to(attn.v_proj.weight.dtype).reshape(*v.shape[:2], -1))
+        kk = attn.k_proj(k.to(layer.dtype).reshape(*k.shape[:2], -1))
+        vv = attn.v_proj(v.to(layer.dtype).reshape(*v.shape[:2], -1))
         return kk.view(*k.shape[:2], -1, attn.head_dim), vv.view(*v.shape[:2], -1, attn.head_dim)
 
     # ---- suffix --------------------------------------------------------------------------------------------
@@ -450,7 +462,7 @@ class SmolVLAModel(nn.Module):
         vwe = self.vlm_with_expert
         groups = vwe.num_heads // vwe.num_kv_heads
         expert_layers = vwe.lm_expert.layers
-        h = self.embed_suffix(x_t, time).to(expert_layers[0].self_attn.q_proj.weight.dtype)
+        h = self.embed_suffix(x_t, time).to(expert_layers[0].dtype)
         assert cache.self_rope is not None and cache.cross_rope is not None
         for i, (expert_idx, kind) in enumerate(vwe.plan):
             if expert_idx is None:
@@ -465,13 +477,13 @@ class SmolVLAModel(nn.Module):
                 v = torch.cat([pv, v.to(pv.dtype)], dim=1)
                 att = attention(q, k, v, cache.self_mask, groups)
             else:
-                normed = layer.input_layernorm(h).to(layer.self_attn.q_proj.weight.dtype)
+                normed = rms_norm(layer.input_layernorm, h).to(layer.dtype)
                 q = layer.self_attn.q_proj(normed).view(*normed.shape[:-1], -1, layer.self_attn.head_dim)
                 q = apply_rope(q, *cache.cross_rope)
                 k, v = cache.cross_kv[expert_idx]
                 att = attention(q, k, v, cache.cross_mask, groups)
             h = layer.finish(h, att)
-        out = vwe.lm_expert.norm(h)[:, -self.config.chunk_size :]
+        out = rms_norm(vwe.lm_expert.norm, h)[:, -self.config.chunk_size :]
         return self.action_out_proj(out.to(torch.float32))
 
     def sample_actions(
@@ -526,7 +538,7 @@ class SmolVLAModel(nn.Module):
         c_pos = pos[:, plen:] - pos[:, plen:].min(dim=1, keepdim=True).values
         c_rope = rope_cos_sin(c_pos, vwe.head_dim)
         hp = prefix_embs.to(self.vlm_dtype)
-        hs = suffix.to(vwe.lm_expert.layers[0].self_attn.q_proj.weight.dtype)
+        hs = suffix.to(vwe.lm_expert.layers[0].dtype)
         vlm_layers = vwe.text_model.layers
         for i, (expert_idx, kind) in enumerate(vwe.plan):
             vlayer = vlm_layers[i]
@@ -545,12 +557,12 @@ class SmolVLAModel(nn.Module):
                 vv = torch.cat([v, ev.to(v.dtype)], dim=1)
                 att_s = attention(eq, kk, vv, suffix_self_mask, groups)
             else:
-                normed = elayer.input_layernorm(hs).to(elayer.self_attn.q_proj.weight.dtype)
+                normed = rms_norm(elayer.input_layernorm, hs).to(elayer.dtype)
                 eq = elayer.self_attn.q_proj(normed).view(*normed.shape[:-1], -1, elayer.self_attn.head_dim)
                 eq = apply_rope(eq, *c_rope)
                 ck, cv = self._cross_kv(expert_idx, k, v)
                 att_s = attention(eq, ck, cv, suffix_cross_mask, groups)
             hp = vlayer.finish(hp, attention(q, k, v, prefix_mask, groups))
             hs = elayer.finish(hs, att_s)
-        out = vwe.lm_expert.norm(hs)[:, -self.config.chunk_size :]
+        out = rms_norm(vwe.lm_expert.norm, hs)[:, -self.config.chunk_size :]
         return self.action_out_proj(out.to(torch.float32))

@@ -21,6 +21,10 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
+#: CPU-only faster mode: float32 model whose Linear layers run as dynamically quantised int8 (see
+#: :meth:`SmolVLAPolicy.quantize_dynamic_int8`).
+INT8_DYNAMIC = "int8_dynamic"
+INT8_PARTS = ("vision", "connector", "text", "expert")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -96,14 +100,45 @@ class SmolVLAPolicy(nn.Module):
         self, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
     ) -> SmolVLAPolicy:
         """Move to ``device``; float32 everywhere, or the VLM + expert in bfloat16 (projections stay fp32)."""
+        quantize = isinstance(dtype, str) and dtype.lower() == INT8_DYNAMIC
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = torch.float32 if quantize else resolve_dtype(dtype)
+        self.quantized: tuple[str, ...] = ()
         self.to(self.device)
         self.to(torch.float32)
         if self.dtype != torch.float32:
             self.model.set_compute_dtype(self.dtype)
         self.eval()
         self.model.vlm_with_expert.vlm.requires_grad_(False)
+        if quantize:
+            self.quantize_dynamic_int8()
+        return self
+
+    def quantize_dynamic_int8(self, parts: tuple[str, ...] = INT8_PARTS) -> SmolVLAPolicy:
+        """Faster CPU inference: Linear layers of ``parts`` (vision, connector, text, expert) run with int8
+        weights and dynamically quantised activations (PyTorch dynamic quantisation, fp32 accumulation).
+        Projections, norms, RoPE, attention and the Euler loop stay fp32. Inference only; not saveable."""
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ValueError("int8 dynamic quantisation needs a float32 policy on the CPU")
+        backbone = self.model.vlm_with_expert.vlm.model
+        modules = {
+            "vision": backbone.vision_model.encoder,
+            "connector": backbone.connector,
+            "text": backbone.text_model.layers,
+            "expert": self.model.vlm_with_expert.lm_expert.layers,
+        }
+        unknown = set(parts) - set(modules)
+        if unknown:
+            raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(modules)}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for part in parts:
+                quantize_dynamic(modules[part], {nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.quantized = tuple(sorted(set(self.quantized) | set(parts)))
         return self
 
     # ---- properties ----------------------------------------------------------------------------------------
