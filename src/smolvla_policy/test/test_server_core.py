@@ -84,10 +84,12 @@ def test_backend_options_override_server_options():
     cfg = ServerConfig.from_values(
         {"backend_options": json.dumps({"fps": 10.0, "mode": "sinusoid"}), "seed": 3}
     )
-    opts = cfg.backend_options_merged()
+    opts = cfg.factory_options()
     assert (
         opts["fps"] == 10.0 and opts["mode"] == "sinusoid" and opts["seed"] == 3 and opts["num_steps"] is None
     )
+    plugin = ServerConfig.from_values({"backend": "pkg.mod:make", "backend_options": '{"robot": "so100"}'})
+    assert plugin.factory_options() == {"robot": "so100"}  # plug-ins get their own options only
 
 
 # ------------------------------------------------------------------------------------------------ conversion

@@ -142,7 +142,7 @@ class PolicyServerNode(Node):
             self.scheduler.set_loading()
             t0 = time.monotonic()
             try:
-                backend = make_backend(cfg.backend, cfg.backend_options_merged())
+                backend = make_backend(cfg.backend, cfg.factory_options())
                 self._default_num_steps = int(getattr(backend, "num_steps", 0) or 0) or None
                 self._apply_num_steps(backend)
                 if cfg.warmup:

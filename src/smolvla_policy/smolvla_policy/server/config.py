@@ -49,8 +49,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "backend_options",
         "{}",
-        "JSON object of backend options, merged over the server-level ones (e.g. replay: path, episode; "
-        "scripted: mode, target, amplitude, period_s).",
+        "JSON object of backend options (replay: path, episode, ...; scripted: mode, target, ...). Built-in "
+        "backends get them merged over the server-level settings; a plug-in factory gets them alone.",
         "string",
         reload=True,
     ),
@@ -194,8 +194,11 @@ class ServerConfig:
         kwargs["latency_ms"] = float(raw["latency_ms"])
         return cls(**kwargs)
 
-    def backend_options_merged(self) -> dict[str, Any]:
-        """Options handed to a backend factory: server-level settings, overridden by ``backend_options``."""
+    def factory_options(self) -> dict[str, Any]:
+        """Options handed to the backend factory. Built-in backends get the server-level settings (checkpoint,
+        device, fps, ...) overridden by ``backend_options``; a plug-in gets ``backend_options`` alone."""
+        if self.backend not in BUILTIN_BACKENDS:
+            return dict(self.backend_options)
         opts: dict[str, Any] = {
             "checkpoint": self.checkpoint,
             "tokenizer": self.tokenizer or None,
