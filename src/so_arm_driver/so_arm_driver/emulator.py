@@ -229,6 +229,8 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._buf = bytearray()
+        #: set to a list to record (time, id, goal) of every synced Goal_Position write (tests, benchmarks)
+        self.goal_log: list[tuple[float, int, int]] | None = None
         self.stats = {"packets": 0, "replies": 0, "dropped": 0, "bad_checksum": 0, "sync_writes": 0}
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -391,6 +393,8 @@ class Emulator:
                     if servo is not None:
                         servo.refresh(now)
                         servo.write(addr, params[k + 1 : k + 1 + n])
+                        if self.goal_log is not None and addr == 42:
+                            self.goal_log.append((now, servo.motor_id, servo.goal_position))
                 return
             if inst == INST_SYNC_READ and len(params) >= 2:
                 addr, n = params[0], params[1]
