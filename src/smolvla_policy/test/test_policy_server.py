@@ -139,8 +139,18 @@ def test_same_observation_and_seed_give_the_same_chunk(client: PolicyClient) -> 
         assert status_name(status) == "succeeded"
         chunks.append(np.array([p.positions for p in result.chunk.trajectory.points]))
     np.testing.assert_array_equal(chunks[0], chunks[1])
+    # bgr8 images are accepted and mean the same picture
+    status, result = client.result(client.send(good_observation(timestep=5, encoding="bgr8")))
+    assert status_name(status) == "succeeded"
+    np.testing.assert_array_equal(chunks[0], [p.positions for p in result.chunk.trajectory.points])
     status, result = client.result(client.send(good_observation(timestep=5, images=images(seed=1))))
     assert not np.allclose(chunks[0], [p.positions for p in result.chunk.trajectory.points])
+    client.set_parameters(seed=8)
+    try:
+        status, result = client.result(client.send(good_observation(timestep=5)))
+        assert not np.allclose(chunks[0], [p.positions for p in result.chunk.trajectory.points])
+    finally:
+        client.set_parameters(seed=SEED)
 
 
 def test_feedback_arrives_num_steps_times(client: PolicyClient) -> None:
@@ -151,6 +161,14 @@ def test_feedback_arrives_num_steps_times(client: PolicyClient) -> None:
     status, _ = client.result(ref)
     assert status_name(status) == "succeeded"
     assert [(f.step, f.num_steps) for f in ref.feedback] == [(s, NUM_STEPS) for s in range(1, NUM_STEPS + 1)]
+    client.set_parameters(num_steps=2)  # applied to the loaded model, no reload
+    try:
+        ref = client.send(good_observation())
+        assert wait_for(lambda: len(ref.feedback) >= 2, 60.0)
+        status, _ = client.result(ref)
+        assert status_name(status) == "succeeded" and [f.step for f in ref.feedback] == [1, 2]
+    finally:
+        client.set_parameters(num_steps=NUM_STEPS)
 
 
 def _bad_inputs() -> list[tuple[str, Any, str]]:
