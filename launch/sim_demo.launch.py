@@ -15,6 +15,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def _config(name: str) -> str:
@@ -104,7 +105,7 @@ def generate_launch_description() -> LaunchDescription:
             _config("policy_server.yaml"),
             {
                 "backend": arg("backend"),
-                "backend_options": arg("backend_options"),
+                "backend_options": ParameterValue(arg("backend_options"), value_type=str),
                 "checkpoint": arg("checkpoint"),
                 "device": arg("device"),
                 "dtype": arg("dtype"),

@@ -92,6 +92,13 @@ class Node:
         self.output, self.additional_env, self.condition = output, dict(additional_env or {}), condition
 
 
+class ParameterValue:
+    """launch_ros.parameter_descriptions.ParameterValue: keeps a value's type (e.g. a JSON string as str)."""
+
+    def __init__(self, value: Any, value_type: type | None = None) -> None:
+        self.value, self.value_type = value, value_type
+
+
 class IfCondition:
     def __init__(self, predicate: Any) -> None:
         self.predicate = predicate
@@ -114,6 +121,9 @@ def resolve(value: Any, context: Mapping[str, str]) -> Any:
     """Resolve substitutions (LaunchConfiguration or lists of them and strings) to plain values."""
     if isinstance(value, LaunchConfiguration):
         return value.resolve(context)
+    if isinstance(value, ParameterValue):
+        resolved = resolve(value.value, context)
+        return _Typed(value.value_type(resolved)) if value.value_type else resolved
     if isinstance(value, (list, tuple)) and any(isinstance(v, LaunchConfiguration) for v in value):
         return "".join(str(resolve(v, context)) for v in value)
     if isinstance(value, dict):
@@ -136,7 +146,10 @@ def _stub_modules() -> dict[str, types.ModuleType]:
     launch_ros = types.ModuleType("launch_ros")
     ros_actions = types.ModuleType("launch_ros.actions")
     ros_actions.Node = Node  # type: ignore[attr-defined]
+    descriptions = types.ModuleType("launch_ros.parameter_descriptions")
+    descriptions.ParameterValue = ParameterValue  # type: ignore[attr-defined]
     launch_ros.actions = ros_actions  # type: ignore[attr-defined]
+    launch_ros.parameter_descriptions = descriptions  # type: ignore[attr-defined]
     return {
         "launch": launch,
         "launch.actions": actions,
@@ -144,6 +157,7 @@ def _stub_modules() -> dict[str, types.ModuleType]:
         "launch.conditions": conditions,
         "launch_ros": launch_ros,
         "launch_ros.actions": ros_actions,
+        "launch_ros.parameter_descriptions": descriptions,
     }
 
 
@@ -233,8 +247,17 @@ def describe(path: str | os.PathLike, overrides: Mapping[str, str] | None = None
     return LaunchPlan(declared, values, nodes, env)
 
 
+class _Typed:
+    """A parameter value whose type was fixed with ParameterValue(value_type=...): not YAML-parsed."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _typed(value: Any) -> Any:
     """Launch substitutions are strings; type 'true'/'1.5'/'3' as YAML like ros2 launch does."""
+    if isinstance(value, _Typed):
+        return value.value
     if isinstance(value, str):
         try:
             return yaml.safe_load(value) if value != "" else ""
