@@ -248,6 +248,11 @@ class ArmDriver:
 
     def _sync_calibration(self, name: str, cal: MotorCalibration) -> list[busmod.BusError]:
         """Write the file's homing offset and position limits into the servo if they differ (like lerobot)."""
+        if cal.wraps:
+            self._warn(
+                f"servo id {cal.id} ({name}): calibrated range {cal.range_min}..{cal.range_max} crosses the "
+                "0/4095 seam; the servo cannot move across it in position mode: run so_arm_calibrate"
+            )
         lo, hi = (0, ct.MAX_RAW) if cal.wraps else (cal.range_min, cal.range_max)
         wanted = {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": lo, "Max_Position_Limit": hi}
         errors = []
@@ -287,7 +292,8 @@ class ArmDriver:
             return f"duplicate joint names {list(names)}"
         return [self.index[n] for n in names]
 
-    def _reject(self, reason: str) -> str:
+    def reject(self, reason: str) -> str:
+        """Count and remember a rejected command (also used by the node for checks it makes itself)."""
         self.rejected_commands += 1
         self.last_command_error = reason
         return reason
@@ -299,11 +305,11 @@ class ArmDriver:
         now = time.monotonic() if now is None else now
         idx = self._joint_indices(names)
         if isinstance(idx, str):
-            return self._reject(idx)
+            return self.reject(idx)
         if len(positions) != len(idx):
-            return self._reject(f"{len(positions)} positions for {len(idx)} joints")
+            return self.reject(f"{len(positions)} positions for {len(idx)} joints")
         if not all(math.isfinite(p) for p in positions):
-            return self._reject(f"non-finite position in {list(positions)}")
+            return self.reject(f"non-finite position in {list(positions)}")
         with self._lock:
             self._trajectory = None
             for i, p in zip(idx, positions):
@@ -324,17 +330,17 @@ class ArmDriver:
         start = now if start is None else start
         idx = self._joint_indices(names)
         if isinstance(idx, str):
-            return self._reject(idx)
+            return self.reject(idx)
         if not points:
-            return self._reject("trajectory without points")
+            return self.reject("trajectory without points")
         times = []
         for k, (t, pos) in enumerate(points):
             if len(pos) != len(idx):
-                return self._reject(f"point {k}: {len(pos)} positions for {len(idx)} joints")
+                return self.reject(f"point {k}: {len(pos)} positions for {len(idx)} joints")
             if not all(math.isfinite(p) for p in pos) or not math.isfinite(t):
-                return self._reject(f"point {k}: non-finite value")
+                return self.reject(f"point {k}: non-finite value")
             if times and t < times[-1]:
-                return self._reject(f"point {k}: time_from_start {t} goes backwards")
+                return self.reject(f"point {k}: time_from_start {t} goes backwards")
             times.append(float(t))
         if len(points) == 1 and times[0] <= 0.0:
             return self.set_target(names, points[0][1], now)

@@ -235,3 +235,20 @@ def test_calibration_missing_joint_is_named(cal):
     del cal["gripper"]
     with pytest.raises(DriverStartupError, match="gripper"):
         ArmDriver(FeetechBus("/dev/null"), cal)
+
+
+def test_seam_crossing_calibration_reads_continuously(cal):
+    cal["elbow_flex"] = calib.MotorCalibration(3, homing_offset=0, range_min=3700, range_max=1900)
+    pos = middle_positions(cal)
+    with Emulator(positions=pos) as emu:
+        d = make_driver(emu, cal, torque_on_connect=False)  # limp: the horn stays where it is put
+        d.connect()
+        s = emu.servo(3)
+        assert (s.get("Min_Position_Limit"), s.get("Max_Position_Limit")) == (0, 4095)  # limits cannot wrap
+        readings = []
+        for encoder in (3800, 4095, 0, 300):
+            emu.set_actual(3, encoder)
+            readings.append(d.cycle().sample.position[2])
+        assert readings == sorted(readings)
+        assert readings[2] - readings[1] == pytest.approx(calib.RAD_PER_TICK)
+        d.close()

@@ -41,7 +41,7 @@ def emu():
 
 @pytest.fixture
 def raw(emu):
-    with serial.Serial(emu.port, timeout=0.3) as s:
+    with serial.Serial(emu.port, timeout=0.15) as s:
         yield s
 
 

@@ -319,7 +319,7 @@ class DriverNode(Node):
         if self.driver.state != level_before:
             self._publish_diagnostics()
 
-    def _reject(self, reason: str) -> None:
+    def _log_rejection(self, reason: str) -> None:
         now = time.monotonic()
         if now - self._last_reject_log > 1.0:
             self._last_reject_log = now
@@ -331,12 +331,12 @@ class DriverNode(Node):
             unknown = [n for n in msg.joint_names if n not in self.to_motor]
             if unknown:
                 reason = f"unknown joint name(s) {unknown}; known: {self.cfg.joint_names}"
-                self.driver._reject(reason)
-                self._reject(reason)
+                self.driver.reject(reason)
+                self._log_rejection(reason)
                 return
             names = [self.to_motor[n] for n in msg.joint_names]
             if not msg.points:
-                reason = self.driver._reject("trajectory without points")
+                reason = self.driver.reject("trajectory without points")
             elif len(msg.points) == 1:
                 reason = self.driver.set_target(names, list(msg.points[0].positions))
             else:
@@ -351,10 +351,10 @@ class DriverNode(Node):
                 ]
                 reason = self.driver.set_trajectory(names, points, start=start, now=now_mono)
             if reason is not None:
-                self._reject(reason)
+                self._log_rejection(reason)
         except Exception as exc:  # noqa: BLE001 (a malformed message must never kill the node)
-            self.driver._reject(f"malformed command: {exc!r}")
-            self._reject(f"malformed command: {exc!r}")
+            self.driver.reject(f"malformed command: {exc!r}")
+            self._log_rejection(f"malformed command: {exc!r}")
 
     def _on_set_torque(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         assert self.driver is not None
