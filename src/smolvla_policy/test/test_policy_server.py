@@ -214,7 +214,8 @@ def test_bad_input_is_aborted_with_its_error_then_a_good_goal_is_served(
 
 
 def test_preemption_and_cancel(client: PolicyClient) -> None:
-    """A running goal is never preempted; a newer goal preempts the waiting one; cancel works both ways."""
+    """A running goal is never preempted; a newer goal preempts the waiting one, a bad goal does not; cancel
+    stops a running goal at its next step and a waiting one at once."""
     client.set_parameters(latency_ms=600_000.0)  # each step then waits 150 s unless cancelled
     try:
         running = client.send(good_observation(timestep=1))
@@ -223,20 +224,26 @@ def test_preemption_and_cancel(client: PolicyClient) -> None:
         newer = client.send(good_observation(timestep=3))
         status, result = client.result(waiting, timeout=30.0)
         assert status_name(status) == "aborted" and "preempted" in result.error
-        cancelled_pending = client.send(good_observation(timestep=4))  # preempts `newer` in turn
-        status, result = client.result(newer, timeout=30.0)
-        assert status_name(status) == "aborted" and "preempted" in result.error
-        assert client.cancel(cancelled_pending).return_code == 0
-        status, result = client.result(cancelled_pending, timeout=30.0)
-        assert status_name(status) == "canceled" and cancelled_pending.feedback == []
+        bad = client.send(make_observation(camera_images(("top",), 64, 64), timestep=4))
+        status, result = client.result(bad, timeout=30.0)
+        assert status_name(status) == "aborted" and "missing camera" in result.error
 
         assert client.cancel(running).return_code == 0
         status, result = client.result(running, timeout=30.0)
         assert status_name(status) == "canceled" and result.error == "cancelled"
         assert len(running.feedback) < NUM_STEPS  # stopped at the next step
+
+        assert wait_for(lambda: len(newer.feedback) >= 1, 60.0)  # the bad goal did not preempt it: it runs
+        pending = client.send(good_observation(timestep=5))
+        assert client.cancel(pending).return_code == 0
+        status, result = client.result(pending, timeout=30.0)
+        assert status_name(status) == "canceled" and pending.feedback == []
+        assert client.cancel(newer).return_code == 0
+        status, result = client.result(newer, timeout=30.0)
+        assert status_name(status) == "canceled"
     finally:
         client.set_parameters(latency_ms=0.0)
-    status, _ = client.result(client.send(good_observation(timestep=5)))
+    status, _ = client.result(client.send(good_observation(timestep=6)))
     assert status_name(status) == "succeeded"
 
 

@@ -174,9 +174,12 @@ class PolicyServerNode(Node):
             request = observation_to_request(
                 goal_handle.request.observation, limits, now_s=self.get_clock().now().nanoseconds * 1e-9
             )
+            check = getattr(self.scheduler.backend, "check", None)  # optional early check by the backend
+            if callable(check):
+                check(request)
         except BadRequest as exc:
             job = Job(key, None)  # type: ignore[arg-type]
-            job.finish(Outcome(ABORTED, error=f"bad observation: {exc}"))
+            job.finish(Outcome(ABORTED, error=str(exc)))
         else:
             request.extras["fps"] = cfg.fps
 

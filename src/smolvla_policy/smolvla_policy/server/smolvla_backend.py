@@ -155,6 +155,12 @@ class SmolVLABackend:
             state = np.concatenate([state, np.zeros(int(self.policy.state_dim) - state.shape[0], np.float32)])
         return state, order
 
+    def check(self, request: ChunkRequest) -> None:
+        """Raise BadRequest when the request's joints or cameras do not fit the checkpoint (cheap; called by
+        the server on arrival, so such a goal is aborted at once instead of taking its turn)."""
+        self._state(request)
+        map_cameras(self.camera_keys, list(request.images), self.camera_map)
+
     def predict(self, request: ChunkRequest, step_callback: StepCallback | None = None) -> np.ndarray:
         state, order = self._state(request)
         cams = map_cameras(self.camera_keys, list(request.images), self.camera_map)
