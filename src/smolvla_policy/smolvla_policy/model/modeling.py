@@ -37,13 +37,16 @@ ROPE_MAX_WAVELENGTH = 10_000.0
 # numerics helpers
 # ------------------------------------------------------------------------------------------------------------
 def rope_cos_sin(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [B, L, 1, head_dim/2] in fp32 for lerobot's RoPE (angle = pos / 10000^(2k/d))."""
+    """RoPE tables [B, L, 1, head_dim] in fp32 for lerobot's RoPE (angle_k = pos / 10000^(2k/d)):
+    ``[cos | cos]`` and ``[-sin | sin]``, so that rotation is ``x * c + [x2 | x1] * s`` (same bits as
+    ``[x1 cos - x2 sin | x2 cos + x1 sin]``)."""
     d_half = head_dim // 2
     freq_exponents = (2.0 / head_dim) * torch.arange(d_half, dtype=torch.float32, device=positions.device)
     timescale = ROPE_MAX_WAVELENGTH**freq_exponents
     radians = positions[..., None].to(torch.float32) / timescale[None, None, :]
     radians = radians[..., None, :]
-    return torch.cos(radians), torch.sin(radians)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -51,9 +54,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     dtype = x.dtype
     x = x.to(torch.float32)
     d_half = x.shape[-1] // 2
-    x1, x2 = x[..., :d_half], x[..., d_half:]
-    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-    return out.to(dtype)
+    rotated = torch.cat([x[..., d_half:], x[..., :d_half]], dim=-1)
+    return (x * cos + rotated * sin).to(dtype)
 
 
 def make_att_2d_masks(pad_masks: torch.Tensor, att_masks: torch.Tensor) -> torch.Tensor:
@@ -83,10 +85,9 @@ def attention(
     q = q.transpose(1, 2).to(torch.float32)
     k = k.transpose(1, 2).to(torch.float32)
     v = v.transpose(1, 2).to(torch.float32)
-    if num_kv_groups > 1:
-        k = k.repeat_interleave(num_kv_groups, dim=1)
-        v = v.repeat_interleave(num_kv_groups, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=q.shape[-1] ** -0.5)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, scale=q.shape[-1] ** -0.5, enable_gqa=num_kv_groups > 1
+    )
     b, h, lq, d = out.shape
     return out.transpose(1, 2).reshape(b, lq, h * d).to(out_dtype)
 
