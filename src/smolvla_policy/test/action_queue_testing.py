@@ -21,6 +21,7 @@ class Probe:
     """Subscribes to the node's outputs and calls its parameter and start/stop services."""
 
     def __init__(self, executor: object, node_name: str = "action_queue") -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
         from rclpy.parameter_client import AsyncParameterClient
         from std_srvs.srv import Trigger
@@ -32,8 +33,10 @@ class Probe:
         self.lock = threading.Lock()
         self.status: list[object] = []
         self.commands: list[object] = []
+        self.diagnostics: list[object] = []
         self.node.create_subscription(QueueStatus, "/smolvla/queue_status", self._on_status, 50)
         self.node.create_subscription(JointTrajectory, "/joint_commands", self._on_command, 50)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.params = AsyncParameterClient(self.node, node_name)
         self.start_cli = self.node.create_client(Trigger, f"/{node_name}/start")
         self.stop_cli = self.node.create_client(Trigger, f"/{node_name}/stop")
@@ -42,6 +45,10 @@ class Probe:
     def _on_status(self, msg: object) -> None:
         with self.lock:
             self.status.append(msg)
+
+    def _on_diagnostics(self, msg: object) -> None:
+        with self.lock:
+            self.diagnostics.append(msg)
 
     def _on_command(self, msg: object) -> None:
         with self.lock:

@@ -116,4 +116,61 @@ def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node) -
         held = {tuple(c.points[0].positions) for c in probe.commands[n:]}
     assert len(held) == 1  # holding the last command, not jumping, not silent
     assert probe.last().idle_ticks > after.idle_ticks
+
+    def diagnosed() -> bool:
+        with probe.lock:
+            arrays = list(probe.diagnostics)
+        for array in arrays:
+            for st in array.status:
+                values = {kv.key: kv.value for kv in st.values}
+                if "action queue" in st.name and int(values.get("requests_failed", 0)) >= 2:
+                    return st.level == st.WARN and "last_error" in values
+        return False
+
+    assert ros_harness.wait_for(diagnosed, 10.0)
     stop_process(arm)
+
+
+@pytest.mark.slow
+def test_sim_time_drives_the_control_loop(ros_executor, run_node) -> None:
+    """With use_sim_time the loop ticks with /clock: no tick while the clock stands, ~one per period of it."""
+    import time
+
+    from rclpy.node import Node
+    from rosgraph_msgs.msg import Clock
+
+    params = dict(QUEUE_PARAMS, use_sim_time=True)
+    run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
+    probe = Probe(ros_executor)
+    clock_node = Node("fake_clock", context=ros_executor.context)
+    pub = clock_node.create_publisher(Clock, "/clock", 10)
+
+    def publish(t: float) -> None:
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = int(t), int(round((t % 1.0) * 1e9))
+        pub.publish(msg)
+
+    t = 100.0
+    # deliver /clock until the node ticks on sim time (its status stamps are then sim time)
+    for _ in range(400):
+        t += 1.0 / 30.0
+        publish(t)
+        time.sleep(0.05)
+        if (m := probe.last()) is not None and m.header.stamp.sec >= 100:
+            break
+    assert probe.last() is not None and probe.last().header.stamp.sec >= 100
+    time.sleep(0.3)
+    with probe.lock:
+        frozen_count = len(probe.status)
+    time.sleep(1.0)  # the clock stands still: no tick
+    with probe.lock:
+        assert len(probe.status) - frozen_count <= 1
+        before = probe.status[-1].tick
+    for _ in range(30):
+        t += 1.0 / 30.0
+        publish(t)
+        time.sleep(0.02)
+    assert ros_harness.wait_for(lambda: probe.last().tick >= before + 20, 10.0)
+    time.sleep(0.3)
+    assert probe.last().tick <= before + 31
+    clock_node.destroy_node()

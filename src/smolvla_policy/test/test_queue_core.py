@@ -153,7 +153,8 @@ def test_blend_in_the_core_ramps_from_the_next_tick() -> None:
     np.testing.assert_allclose(core.queued_actions[:, 0], [0.25, 0.5, 0.75, 1, 1, 1, 1], atol=1e-12)
 
 
-def test_old_actions_beyond_the_new_chunk_are_kept() -> None:
+def test_regression_lerobot_discards_old_actions_absent_from_the_new_chunk() -> None:
+    """lerobot rebuilds the queue from the new chunk only; here queued ticks beyond its end are kept."""
     core = make_core(aggregate_fn="latest_only", chunk_threshold=1.0)
     req = core.tick(0.0, np.zeros(J)).request
     core.on_chunk(req.request_id, 0, ramp_chunk(0, 10), 0.0)
@@ -269,7 +270,8 @@ def test_request_due_rule() -> None:
 
 
 # -- similarity filter -----------------------------------------------------------------------------
-def test_similarity_filter_skips_near_duplicates_and_must_go_when_empty() -> None:
+def test_regression_lerobot_static_robot_stalls_on_the_similarity_filter() -> None:
+    """Near-duplicates are skipped, but an empty queue always sends (must-go): the arm never stalls."""
     n, lat = 10, 2
     core = make_core(chunk_threshold=0.8, similarity_epsilon=0.05)
     const = np.full(J, 0.3)
@@ -481,3 +483,15 @@ def test_prediction_sync_and_bound() -> None:
     assert predict(0.3, DT, 50, 0.18).idle_fraction == 0.0
     assert predict(0.3, DT, 50, 0.16).idle_fraction == pytest.approx(1 / (9 + 50 - 16))
     assert math.isclose(predict(1.0, DT, 50, 0.7).idle_fraction, (60 - 50) / 60)  # k = 30 > n / 2
+
+
+def test_regression_lerobot_off_by_one_a0_is_the_action_for_the_observed_tick() -> None:
+    """lerobot labels a0 with the last executed tick and so drops it; here a0 is for the observed tick."""
+    core = make_core(chunk_threshold=0.0)
+    req = core.tick(0.0, np.zeros(J)).request  # queue empty: observation at timestep 0, this tick idles
+    assert req.timestep == 0
+    chunk = ramp_chunk(0, 5, offset=10.0)  # a0 = 10, a1 = 11, ...
+    out = core.on_chunk(req.request_id, req.timestep, chunk, 0.5)
+    assert out.late == 0
+    assert core.tick(0.6, np.zeros(J)).command[0] == 10.0  # a0 executed first, at timestep 0
+    assert core.timestep == 1

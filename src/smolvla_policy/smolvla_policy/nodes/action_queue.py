@@ -311,12 +311,16 @@ class ActionQueueNode(Node):
         age = self._age(self._state, now)
         if age > max_age:
             return state, False, f"joint state is {age:.3f} s old (max_observation_age {max_age:g} s)"
+        if age < -max_age:
+            return state, False, f"joint state stamp is {-age:.3f} s ahead of the node clock (use_sim_time?)"
         for cam, latest in self._images.items():
             if latest.msg is None:
                 return state, False, f"no image from camera '{cam}' yet"
             age = self._age(latest, now)
             if age > max_age:
                 return state, False, f"image of camera '{cam}' is {age:.3f} s old (max {max_age:g} s)"
+            if age < -max_age:
+                return state, False, f"image of camera '{cam}' is stamped {-age:.3f} s ahead of the clock"
         return state, True, ""
 
     def _warn(self, key: str, text: str) -> None:
