@@ -248,14 +248,15 @@ class FeetechBus:
     def scan(self, ids: Iterable[int]) -> dict[int, int]:
         """Ping each id (at most one retry); returns {id: model_number} of the servos that answered."""
         found: dict[int, int] = {}
-        saved, self.retries = self.retries, min(self.retries, 1)
-        try:
-            for motor_id in ids:
-                model, err = self.ping(motor_id)
-                if err is None and model is not None:
-                    found[motor_id] = model
-        finally:
-            self.retries = saved
+        with self._lock:
+            saved, self.retries = self.retries, min(self.retries, 1)
+            try:
+                for motor_id in ids:
+                    model, err = self.ping(motor_id)
+                    if err is None and model is not None:
+                        found[motor_id] = model
+            finally:
+                self.retries = saved
         return found
 
     def read(self, motor_id: int, name: str) -> tuple[int | None, BusError | None]:

@@ -198,7 +198,11 @@ class ArmDriver:
             self.bus.close()
             raise DriverStartupError("; ".join(problems))
         if self.config.configure_motors:
-            self._configure()
+            try:
+                self._configure()
+            except DriverStartupError:
+                self.bus.close()
+                raise
         sample = self._read_sample()
         if isinstance(sample, list):
             self.bus.close()

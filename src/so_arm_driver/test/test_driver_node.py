@@ -219,6 +219,9 @@ def test_driver_node_end_to_end(ros_context, ros_executor, run_node, cal_file):
         result = probe.set_param("port", "/dev/ttyUSB7")
         assert not result.successful and "restart" in result.reason
         assert probe.set_param("max_step", 0.05).successful
+        assert probe.set_param("rate", 100.0).successful
+        n = probe.n_states()
+        assert wait_for(lambda: probe.n_states() > n + 20, 10)
 
         # 8. a dropped-reply burst: ERROR on /diagnostics, no crash, automatic recovery
         emu.drop_replies(duration_s=1.5)
@@ -237,6 +240,13 @@ def test_driver_node_end_to_end(ros_context, ros_executor, run_node, cal_file):
         assert rc == 0, out
         assert not any(emu.servo(i).torque_enabled for i in range(1, 7))
         assert "torque disabled on exit" in out
+
+
+def test_bad_parameter_type_is_a_clear_error(run_node):
+    node = run_node("so_arm_driver", "so_arm_driver", parameters={"port": "/dev/null", "rate": 50})
+    assert wait_for(lambda: not node.alive(), 30)
+    out = node.output()
+    assert node.proc.returncode == 1 and "parameter 'rate'" in out, out
 
 
 def test_missing_servo_at_start_is_named(run_node, cal_file):

@@ -29,6 +29,7 @@ from rcl_interfaces.msg import (
 )
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -171,7 +172,10 @@ class DriverNode(Node):
         super().__init__("so_arm_driver", **kwargs)
         defaults = DriverNodeConfig()
         for name, desc in DESCRIPTORS.items():
-            self.declare_parameter(name, getattr(defaults, name), desc)
+            try:
+                self.declare_parameter(name, getattr(defaults, name), desc)
+            except ParameterException as exc:  # e.g. rate:=50 (an integer) for a double parameter
+                raise DriverStartupError(f"parameter '{name}': {exc}") from exc
         self.cfg = DriverNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
         self.cfg.joint_names = list(self.cfg.joint_names)
         problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
