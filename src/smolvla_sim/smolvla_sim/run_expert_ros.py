@@ -1,6 +1,6 @@
 """Run the scripted expert through ROS: a separate process that drives ``sim_node`` via ``/joint_commands``.
 
-    python -m smolvla_sim.run_expert_ros --episodes 50            # starts its own sim_node (no cameras, 4x)
+    python -m smolvla_sim.run_expert_ros --episodes 50            # starts its own sim_node (no cameras)
     python -m smolvla_sim.run_expert_ros --no-start-sim --sim-node sim_node --episodes 5
 
 Per episode: call ``/<sim>/reset``, wait for fresh ``/joint_states`` and ``/<sim>/objects`` (the simulator's
@@ -153,18 +153,22 @@ class ExpertRunner:
             msg.points.append(p)
         return msg
 
-    def run_episode(self, settle: float = 0.5, timeout: float = 120.0) -> EpisodeResult:
+    def run_episode(self, settle: float = 0.8, timeout: float = 120.0) -> EpisodeResult:
         message = self.reset()
         with self.cond:
             q = self.js_positions.copy()  # type: ignore[union-attr]
             (cube_p, cube_o), (tray_p, _) = self.objects[1][:2]  # type: ignore[index]
-            t0 = self.js_stamp
         cube = np.array([cube_p.x, cube_p.y, cube_p.z])
         tray = np.array([tray_p.x, tray_p.y, tray_p.z])
         self.planner.home = q.copy()
         plan = self.planner.plan(q, cube, _quat_yaw(cube_o.w, cube_o.x, cube_o.y, cube_o.z), tray)
         duration = len(plan) / self.rate
+        # the arm holds its pose while the plan is computed: start the plan's clock now, not before planning
+        with self.cond:
+            t0 = self.js_stamp
         sent = 0
+        last_sent = {"stamp": t0 + duration}
+        state = {"next": 0}
         if self.multi_point:
             times = [(k + 1) / self.rate for k in range(len(plan))]
             msg = self._trajectory(plan, times)
@@ -172,20 +176,29 @@ class ExpertRunner:
             msg.header.stamp.nanosec = int((t0 - int(t0)) * 1e9)
             self.cmd_pub.publish(msg)
             sent = 1
+            state["next"] = len(plan)
         else:
-            state = {"next": 0}
 
             def stream(stamp: float) -> None:
                 nonlocal sent
                 k = int((stamp - t0) * self.rate + 1e-6)
-                while state["next"] <= min(k, len(plan) - 1):
-                    self.cmd_pub.publish(self._trajectory(plan[k : k + 1] if k < len(plan) else plan[-1:]))
+                if state["next"] < len(plan) and k >= state["next"]:
+                    self.cmd_pub.publish(self._trajectory(plan[min(k, len(plan) - 1)][None]))
                     state["next"] = k + 1
                     sent += 1
+                    if state["next"] >= len(plan):
+                        last_sent["stamp"] = stamp
 
             self.on_joint_state = stream
         with self.cond:
-            ok = self.cond.wait_for(lambda: self.js_stamp >= t0 + duration + settle, timeout)
+            # settle after the last target was sent (a loaded machine may deliver the stream late)
+            ok = self.cond.wait_for(
+                lambda: (
+                    self.js_stamp >= max(t0 + duration, last_sent["stamp"]) + settle
+                    and state["next"] >= len(plan)
+                ),
+                timeout,
+            )
         self.on_joint_state = None
         if not ok:
             raise TimeoutError("simulation time did not advance (is sim_node running?)")
@@ -212,15 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi-point", action="store_true", help="send each plan as one trajectory")
     parser.add_argument("--sim-node", default="sim_node")
     parser.add_argument("--no-start-sim", action="store_true", help="use a running sim_node")
-    parser.add_argument("--real-time-factor", type=float, default=4.0, help="for the started sim_node")
+    parser.add_argument("--real-time-factor", type=float, default=1.0, help="for the started sim_node")
     parser.add_argument("--camera-rate", type=float, default=0.0, help="for the started sim_node")
     parser.add_argument("--min-success", type=float, default=0.9)
+    parser.add_argument(
+        "--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)"
+    )
     args = parser.parse_args(argv)
 
     import ros_harness
 
-    ros_harness.apply_ros_environment()
+    ros_harness.apply_ros_environment(args.domain_id)
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     sim = None
     if not args.no_start_sim:
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C -> KeyboardInterrupt
     runner = None
     results: list[EpisodeResult] = []
     try:

@@ -21,8 +21,8 @@ from smolvla_sim.model import JOINT_NAMES, build_model, robot_limits
 
 CAMERAS = ("top", "wrist")
 
-#: A relaxed "ready" pose: arm folded over its base, gripper above the table, half open.
-HOME_POSE = np.array([0.0, -1.55, 1.35, 1.05, 0.0, 0.25])
+#: A "ready" pose: gripper 16 cm above the table in front of the base, half open.
+HOME_POSE = np.array([0.0, -1.2, 0.6, 1.4, 0.0, 0.25])
 
 
 @dataclass

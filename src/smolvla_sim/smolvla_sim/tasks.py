@@ -27,9 +27,9 @@ class PickPlaceTask:
     text = DEFAULT_TASK_TEXT["pick_place"]
     # Polar placement ranges around the arm base (metres, radians).
     cube_radius = (0.17, 0.27)
-    cube_azimuth = (0.15, 0.65)
+    cube_azimuth = (0.25, 0.7)
     tray_radius = (0.19, 0.26)
-    tray_azimuth = (0.35, 0.75)
+    tray_azimuth = (0.4, 0.8)
 
     def __init__(self, sim: ArmSim) -> None:
         self.sim = sim
