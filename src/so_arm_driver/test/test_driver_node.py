@@ -143,7 +143,7 @@ def test_driver_node_end_to_end(ros_context, ros_executor, run_node, cal_file):
                 "port": emu.port,
                 "calibration_file": str(cal_file),
                 "max_step": MAX_STEP,
-                "command_timeout": 0.5,
+                "command_timeout": 1.0,
                 "max_consecutive_errors": 3,
                 "diagnostics_period": 0.2,
                 "read_temperature": True,
