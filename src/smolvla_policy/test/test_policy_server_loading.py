@@ -68,3 +68,33 @@ def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Pat
             client.close()
         code = proc.stop()
     assert code == 0, proc.output()
+
+
+def test_shutdown_answers_the_goals_in_flight() -> None:
+    """SIGINT while a goal runs and another waits: both get an aborted result before the server exits 0."""
+    proc = NodeProcess(
+        "smolvla_policy",
+        "policy_server",
+        parameters={"action_name": ACTION, "backend": "scripted", "latency_ms": 600_000.0},
+    )
+    client = None
+    try:
+        assert proc.wait_for_output("ready", 60.0), proc.output()
+        client = PolicyClient(ACTION)
+        assert client.action.wait_for_server(timeout_sec=30.0)
+        running = client.send(make_observation(timestep=1))
+        assert wait_for(lambda: len(running.feedback) >= 1, 30.0)
+        waiting = client.send(make_observation(timestep=2))
+        futures = [ref.handle.get_result_async() for ref in (running, waiting)]
+        time.sleep(1.0)  # let the result requests reach the server (ms on shared memory)
+        assert proc.stop() == 0, proc.output()
+        assert wait_for(lambda: all(f.done() for f in futures), 10.0)
+        for f in futures:
+            res = f.result()
+            assert (
+                status_name(res.status) == "aborted" and res.result.error == "policy server is shutting down"
+            )
+    finally:
+        if client is not None:
+            client.close()
+        proc.stop()

@@ -11,6 +11,7 @@ Parameters: config/policy_server.yaml.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from visualization_msgs.msg import MarkerArray
 
 from smolvla_msgs.action import PredictChunk
@@ -229,7 +231,7 @@ class PolicyServerNode(Node):
         if outcome.status == CANCELLED:
             # The cancel request's state change lands just after our cancel callback returns.
             deadline = time.monotonic() + 2.0
-            while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
+            while not (goal_handle.is_cancel_requested or self._closing) and time.monotonic() < deadline:
                 time.sleep(0.002)
             if goal_handle.is_cancel_requested:
                 _transition(goal_handle.canceled)
@@ -281,6 +283,13 @@ class PolicyServerNode(Node):
         if markers is not None:
             self.marker_pub.publish(markers)
 
+    def wait_idle(self, timeout: float) -> None:
+        """Wait until every goal's execute callback has returned (its result is then on its way)."""
+        deadline = time.monotonic() + timeout
+        while self._jobs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the result responses go out from the executor right after
+
     # ---- shutdown ------------------------------------------------------------------------------------------
     def close(self) -> None:
         self._closing = True
@@ -311,19 +320,31 @@ def _descriptor(spec: Any) -> ParameterDescriptor:
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # Own SIGINT/SIGTERM handling: finish every goal (aborted, "shutting down") and send the results while
+    # the context is still valid, then stop the executor, join its thread and shut rclpy down.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node: PolicyServerNode | None = None
     executor = MultiThreadedExecutor(num_threads=8)
+    thread: threading.Thread | None = None
     try:
         node = PolicyServerNode()
         executor.add_node(node)
-        executor.spin()
+        thread = threading.Thread(target=executor.spin, name="executor", daemon=True)
+        thread.start()
+        while not stop.wait(0.1) and thread.is_alive():
+            pass
     except (KeyboardInterrupt, ExternalShutdownException, RCLError):
         pass
     finally:
         if node is not None:
             node.close()
+            node.wait_idle(timeout=2.0)
         executor.shutdown(timeout_sec=5.0)
+        if thread is not None:
+            thread.join(timeout=10.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

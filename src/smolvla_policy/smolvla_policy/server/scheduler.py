@@ -210,6 +210,8 @@ class GoalScheduler:
                 raise InferenceCancelled("cancelled")
             chunk = check_chunk(chunk, job.request)
         except InferenceCancelled:
+            if self._stopped:
+                return Outcome(ABORTED, error="policy server is shutting down", steps=steps_seen)
             return Outcome(
                 CANCELLED, error="cancelled", steps=steps_seen, inference_ms=(time.perf_counter() - t0) * 1e3
             )
