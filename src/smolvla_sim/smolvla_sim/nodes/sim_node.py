@@ -49,7 +49,16 @@ from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
 from so_arm_driver.image_conversion import numpy_to_image
 
-STARTUP_ONLY = ("robot", "task", "physics_rate", "joint_state_rate", "image_width", "image_height", "cameras")
+STARTUP_ONLY = (
+    "robot",
+    "task",
+    "physics_rate",
+    "joint_state_rate",
+    "image_width",
+    "image_height",
+    "cameras",
+    "publish_clock",
+)
 
 
 @dataclass
