@@ -146,6 +146,7 @@ def run_calibration(
     on_sample: Callable[[int], None] | None = None,
     say: Callable[[str], None] = print,
     period: float = 0.01,
+    display: Callable[[dict[int, tuple[float, float]]], None] | None = None,
 ) -> calib.Calibration:
     """The whole procedure against an open bus; ``ask`` blocks until the user confirms a step."""
     ids = list(motors.values())
@@ -165,7 +166,11 @@ def run_calibration(
         "Move every joint except wrist_roll through its ENTIRE range of motion, one after the other; "
         "press ENTER to start recording and ENTER again to stop..."
     )
-    ranges = record_ranges(bus, ids, middle, should_stop_sweep, on_sample=on_sample, period=period)
+    ranges = record_ranges(
+        bus, ids, middle, should_stop_sweep, on_sample=on_sample, period=period, display=display
+    )
+    if display is not None:
+        say("")  # end the live line
     cal = compute_calibration(motors, middle, ranges)
     for name, m in cal.items():
         lo, hi = ranges[m.id]
@@ -173,6 +178,22 @@ def run_calibration(
         say(f"{name:>14}: homing_offset {m.homing_offset:5d}, range {m.range_min:4d}..{m.range_max:4d}{seam}")
     write_to_servos(bus, cal)
     return cal
+
+
+class _LiveRanges:
+    """Shows the swept width per joint on one terminal line while recording (at most 5 times a second)."""
+
+    def __init__(self, motors: Mapping[str, int]) -> None:
+        self.motors = motors
+        self.last = 0.0
+
+    def __call__(self, ranges: dict[int, tuple[float, float]]) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        text = "  ".join(f"{n}:{round(ranges[i][1] - ranges[i][0]):4d}" for n, i in self.motors.items())
+        print("\r  swept ticks  " + text, end="", flush=True)
 
 
 class _SweepStop:
@@ -231,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     bus = FeetechBus(args.port, baudrate=args.baudrate)
     try:
         bus.open()
-        cal = run_calibration(bus, motors, ask, should_stop)
+        cal = run_calibration(
+            bus, motors, ask, should_stop, display=None if args.yes else _LiveRanges(motors)
+        )
     except (BusOpenError, CalibrationFailed, calib.CalibrationError) as exc:
         print(f"so_arm_calibrate: {exc}", file=sys.stderr)
         return 1
