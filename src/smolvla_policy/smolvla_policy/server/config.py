@@ -14,7 +14,7 @@ from typing import Any
 
 BUILTIN_BACKENDS = ("smolvla", "replay", "scripted")
 DEVICES = ("cpu", "cuda", "mps", "auto")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "int8_dynamic")  # int8_dynamic: the model's dynamic int8 CPU mode
 ROBOTS = ("so101", "so100")
 JOINT_UNIT_KINDS = ("degrees", "radians", "range_0_100")
 
@@ -69,7 +69,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         reload=True,
     ),
     ParamSpec("device", "auto", "Torch device: cpu | cuda | mps | auto.", "string", reload=True),
-    ParamSpec("dtype", "float32", "Model dtype: float32 | bfloat16.", "string", reload=True),
+    ParamSpec(
+        "dtype",
+        "float32",
+        "Model dtype: float32 | bfloat16 | int8_dynamic (CPU, dynamic int8 quantisation).",
+        "string",
+        reload=True,
+    ),
     ParamSpec(
         "num_steps",
         0,
