@@ -18,10 +18,10 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 
-def _config(name: str, package: str = "smolvla_policy") -> str:
+def _config(name: str) -> str:
     from ament_index_python.packages import get_package_share_directory
 
-    return os.path.join(get_package_share_directory(package), "config", name)
+    return os.path.join(get_package_share_directory("smolvla_policy"), "config", name)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -77,7 +77,7 @@ def generate_launch_description() -> LaunchDescription:
         executable="so_arm_driver",
         name="so_arm_driver",
         parameters=[
-            _config("so_arm_driver.yaml", "so_arm_driver"),
+            _config("so_arm_driver.yaml"),
             {"port": arg("port"), "robot": arg("robot"), "robot_id": arg("robot_id")},
         ],
     )
@@ -87,7 +87,7 @@ def generate_launch_description() -> LaunchDescription:
             executable="camera_node",
             name=f"camera_{name}",
             parameters=[
-                _config("camera_node.yaml", "so_arm_driver"),
+                _config("camera_node.yaml"),
                 {"name": name, "source": arg(f"{name}_camera"), "fps": arg("camera_fps")},
             ],
         )

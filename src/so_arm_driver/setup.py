@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/urdf", ["urdf/so101.urdf", "urdf/so100.urdf"]),
-        ("share/" + PACKAGE + "/config", ["config/camera_node.yaml", "config/so_arm_driver.yaml"]),
+        ("share/" + PACKAGE + "/config", ["../../config/camera_node.yaml", "../../config/so_arm_driver.yaml"]),
     ],
     include_package_data=True,
     install_requires=["setuptools"],
