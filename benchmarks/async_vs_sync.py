@@ -238,15 +238,20 @@ def main() -> int:
     bounds = ", ".join(f"{lat:.0f} ms: g* = {lat / 1000 * FPS / CHUNK:.2f}" for lat in LATENCIES_MS)
     body = f"""## Async vs sync inference (action_queue, `benchmarks/async_vs_sync.py`)
 
-{header}. Real ROS: `action_queue` node, a PredictChunk server with an artificial latency (sleep) and an ideal
-arm in another process, chunk size n = {CHUNK}, {FPS:.0f} fps, similarity filter off; g and the server latency
-changed at run time through SetParameters; {"quick run, " if args.quick else ""}each row is a window after a
-warm-up. *Idle fraction*: ticks with an empty queue (arm holding) / ticks. *Predicted*: the cycle model of
-`smolvla_policy.queue.analysis.predict` from the measured mean round trip (k = ceil(rtt / dt) ticks until a
-chunk can be used, a request when the queue holds q* = floor(g n) actions; sync g = 0: k / (k + n)).
-*Jitter*: p50 / p99 of |period - 1/fps| of the command stamps. The paper's no-idle bound
-g* = E[latency] / dt / n: {bounds}. With one request in flight the queue also runs dry whenever k > n / 2
-(1000 ms: k >= 30 > 25), whatever g: at least (2k - n) / 2k of the ticks idle.
+{header}.
+
+Real ROS: `action_queue` node, a PredictChunk server with an artificial latency (sleep) and an ideal arm in
+another process, chunk size n = {CHUNK}, {FPS:.0f} fps, similarity filter off; g and the server latency are
+changed at run time through SetParameters; {"quick run; " if args.quick else ""}each row is a window after a
+warm-up.
+
+* *Idle fraction*: ticks with an empty queue (arm holding) / ticks. *Predicted*: the cycle model of
+  `smolvla_policy.queue.analysis.predict` from the measured mean round trip: k = ceil(rtt / dt) ticks until a
+  chunk can be used, a request when the queue holds q* = floor(g n) actions; sync (g = 0): k / (k + n).
+* *Jitter*: p50 / p99 of |period - 1/fps| of the command stamps (the machine is shared: see the load above).
+* The paper's no-idle bound g* = E[latency] / dt / n: {bounds}.
+* With one request in flight the queue also runs dry whenever k > n / 2 (1000 ms: k >= 30 > 25), whatever g:
+  at least (2k - n) / 2k of the ticks idle.
 
 {table}
 """

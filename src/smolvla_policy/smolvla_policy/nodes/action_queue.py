@@ -337,13 +337,7 @@ class ActionQueueNode(Node):
         with self._lock:
             res = self.core.tick(now, state, fresh)
             running = self.core.running
-        if res.cancel_request is not None:
-            self._warn("timeout", f"request {res.cancel_request} timed out; retrying with backoff")
-            self._cancel(res.cancel_request)
-        if res.stale:
-            self._warn("stale", f"no request sent: {why}")
-        if res.request is not None:
-            self._send(res.request.request_id, res.request.timestep, state, now)
+        # the command goes out first (steady output period); the request, captured before the pop, follows
         if res.command is not None:
             if running or bool(self.get_parameter("hold_when_stopped").value):
                 self._publish_command(res.command)
@@ -351,6 +345,18 @@ class ActionQueueNode(Node):
             self._warn(
                 "nocmd", f"nothing to command or hold yet ({why or 'no joint state'}); arm not commanded"
             )
+        if res.cancel_request is not None:
+            self._warn("timeout", f"request {res.cancel_request} timed out; retrying with backoff")
+            self._cancel(res.cancel_request)
+        if res.stale:
+            self._warn("stale", f"no request sent: {why}")
+        if res.request is not None:
+            try:
+                self._send(res.request.request_id, res.request.timestep, state, now)
+            except Exception as exc:  # noqa: BLE001 (a bad observation must not stop the control loop)
+                with self._lock:
+                    self.core.on_request_failed(res.request.request_id, now, f"could not send: {exc!r}")
+                self._warn("send", f"could not send the observation: {exc!r}")
         self._publish_status()
         self._report_auto_threshold()
 
