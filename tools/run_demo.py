@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from std_msgs.msg import Bool, UInt32
+    from std_msgs.msg import Bool
     from std_srvs.srv import Trigger
 
     from smolvla_msgs.msg import QueueStatus
@@ -57,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     procs = mini_launch.start_nodes(plan)
     rclpy.init()
     node = rclpy.create_node("demo_monitor")
-    state: dict[str, object] = {"status": None, "success": False, "episode": 0}
+    state: dict[str, object] = {"status": None, "success": False}
     node.create_subscription(QueueStatus, "/smolvla/queue_status", lambda m: state.update(status=m), 10)
     node.create_subscription(Bool, "/sim_node/task_success", lambda m: state.update(success=m.data), 10)
-    node.create_subscription(UInt32, "/sim_node/episode", lambda m: state.update(episode=m.data), 10)
     reset = node.create_client(Trigger, "/sim_node/reset")
     q_start = node.create_client(Trigger, "/action_queue/start")
     q_stop = node.create_client(Trigger, "/action_queue/stop")
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if now - last_status >= args.status_period and st is not None:
                 last_status = now
                 print(
-                    f"[demo] episode {state['episode']} t={now - episode_start:5.1f}s tick={st.tick} "
+                    f"[demo] episode {len(results) + 1} t={now - episode_start:5.1f}s tick={st.tick} "
                     f"queue={st.queue_size}/{st.chunk_size} g={st.threshold:.2f} idle={st.idle_ticks} "
                     f"chunks={st.chunks_received} late={st.actions_dropped_late} "
                     f"latency={st.last_latency_ms:.0f}ms"
@@ -113,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             timed_out = now - episode_start > args.episode_timeout
             if state["success"] or timed_out:
                 ok = bool(state["success"])
-                results.append((int(state["episode"]), ok, now - episode_start))
+                results.append((len(results) + 1, ok, now - episode_start))
                 verdict = "SUCCESS" if ok else "timeout"
-                print(f"[demo] episode {state['episode']}: {verdict} after {now - episode_start:.1f} s")
+                print(f"[demo] episode {len(results)}: {verdict} after {now - episode_start:.1f} s")
                 if args.episodes and len(results) >= args.episodes:
                     break
                 call(q_stop, "stop")
