@@ -50,6 +50,10 @@ def test_threshold_changed_at_run_time_is_visible_in_queue_status(
     # invalid values are refused with their reason, and nothing changes
     bad_g = probe.set_params(chunk_threshold=1.5)[0]
     assert not bad_g.successful and "chunk_threshold" in bad_g.reason
+    bad_int = probe.set_params(chunk_threshold=2)[0]  # an integer is accepted as a number, but 2 > 1
+    assert not bad_int.successful and "chunk_threshold" in bad_int.reason
+    bad_str = probe.set_params(chunk_threshold="high")[0]
+    assert not bad_str.successful and "must be a number" in bad_str.reason
     bad_fn = probe.set_params(aggregate_fn="median")[0]
     assert not bad_fn.successful and "unknown aggregate_fn 'median'" in bad_fn.reason
     ok = probe.set_params(
@@ -123,8 +127,9 @@ def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node) -
         for array in arrays:
             for st in array.status:
                 values = {kv.key: kv.value for kv in st.values}
-                if "action queue" in st.name and int(values.get("requests_failed", 0)) >= 2:
-                    return st.level == st.WARN and "last_error" in values
+                failed = int(values.get("requests_failed", 0))
+                if "action queue" in st.name and failed >= after.requests_failed and st.level == st.WARN:
+                    return bool(values.get("last_error")) and values.get("queue_size") == "0"
         return False
 
     assert ros_harness.wait_for(diagnosed, 10.0)
@@ -139,7 +144,7 @@ def test_sim_time_drives_the_control_loop(ros_executor, run_node) -> None:
     from rclpy.node import Node
     from rosgraph_msgs.msg import Clock
 
-    params = dict(QUEUE_PARAMS, use_sim_time=True)
+    params = dict(QUEUE_PARAMS, use_sim_time=True, chunk_threshold=0, fps=30)  # integers accepted
     run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
     probe = Probe(ros_executor)
     clock_node = Node("fake_clock", context=ros_executor.context)

@@ -15,6 +15,7 @@ guards the core in case the node is spun by a multi-threaded executor.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -88,6 +89,8 @@ def _desc(
     d = ParameterDescriptor(
         description=text, type=ptype, read_only=read_only, additional_constraints=constraints
     )
+    # numbers may be given as integers (chunk_threshold:=0, fps:=30): accepted and checked by _check_number
+    d.dynamic_typing = ptype == ParameterType.PARAMETER_DOUBLE
     if frange is not None:
         d.floating_point_range = _frange(*frange)
     if irange is not None:
@@ -178,6 +181,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "hold_when_stopped": (True, _desc("While stopped keep publishing the held command.", B)),
     "diagnostics_period": (1.0, _desc("Period of /diagnostics (s).", D, frange=(0.05, 60.0), read_only=True)),
 }
+#: Double parameters (declared with dynamic typing so that integers are accepted too).
+DOUBLE_PARAMS = frozenset(n for n, (_, d) in PARAMETERS.items() if d.type == D)
 
 
 @dataclass
@@ -198,7 +203,7 @@ class ActionQueueNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("action_queue", **kwargs)
         for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, desc)
+            self.declare_parameter(name, default, copy.deepcopy(desc))  # rclpy mutates descriptors
         self.joint_names: list[str] = list(self.get_parameter("joint_names").value)
         self.cameras: list[str] = [c for c in self.get_parameter("cameras").value if c]
         self._lock = threading.RLock()
@@ -250,16 +255,34 @@ class ActionQueueNode(Node):
             return self.get_parameter(name).value if v is None else v
 
         kw: dict[str, object] = {n: value(n) for n in CORE_PARAMS}
-        kw["fps"], kw["latency_window"] = float(kw["fps"]), int(kw["latency_window"])  # type: ignore[arg-type]
+        for n in CORE_PARAMS:
+            if n in DOUBLE_PARAMS:
+                kw[n] = self._check_number(n, kw[n])
+        kw["latency_window"] = int(kw["latency_window"])  # type: ignore[call-overload]
         kw["lower_limits"] = tuple(float(x) for x in value("joint_lower_limits"))  # type: ignore[union-attr]
         kw["upper_limits"] = tuple(float(x) for x in value("joint_upper_limits"))  # type: ignore[union-attr]
         cfg = QueueConfig(**kw)  # type: ignore[arg-type]
         cfg.validate(len(self.joint_names))
         return cfg
 
+    @staticmethod
+    def _check_number(name: str, value: object) -> float:
+        """A double parameter given as int or float, inside its declared range; ValueError otherwise."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        ranges = PARAMETERS[name][1].floating_point_range
+        if ranges and not ranges[0].from_value <= value <= ranges[0].to_value:
+            raise ValueError(
+                f"{name} must be in [{ranges[0].from_value:g}, {ranges[0].to_value:g}], got {value}"
+            )
+        return float(value)
+
     def _validate_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
         changes = {p.name: p.value for p in params}
         try:
+            for name, value in changes.items():
+                if name in DOUBLE_PARAMS:
+                    self._check_number(name, value)
             self._config_from(changes)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
