@@ -97,7 +97,10 @@ def start_fake_server(latency_ms: float, chunk_size: int = 30, *flags: str) -> s
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    line = proc.stdout.readline().strip() if proc.stdout is not None else ""
+    if line != "READY":
+        stop_process(proc)
+        raise AssertionError(f"fake server did not start (first line: {line!r})")
     return proc
 
 

@@ -25,6 +25,14 @@ def fake_server() -> object:
     stop_process(proc)
 
 
+@pytest.fixture
+def fake_arm() -> object:
+    """An ideal arm alone (no server) in its own process, stopped at teardown."""
+    proc = start_fake_server(0.0, 30, "--arm", "--no-server")
+    yield proc
+    stop_process(proc)
+
+
 QUEUE_PARAMS = {"cameras": [""], "chunk_threshold": 0.2, "similarity_epsilon": -1.0, "request_timeout": 2.0}
 
 
@@ -100,8 +108,7 @@ def test_auto_threshold_reports_its_choice(ros_executor, run_node, fake_server) 
 
 
 @pytest.mark.slow
-def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node) -> None:
-    arm = start_fake_server(0.0, 30, "--arm", "--no-server")
+def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node, fake_arm) -> None:
     server = start_fake_server(100.0)
     try:
         params = dict(QUEUE_PARAMS, chunk_threshold=0.0, request_timeout=0.5, retry_backoff=0.1)
@@ -133,7 +140,6 @@ def test_server_that_disappears_leaves_the_arm_holding(ros_executor, run_node) -
         return False
 
     assert ros_harness.wait_for(diagnosed, 10.0)
-    stop_process(arm)
 
 
 @pytest.mark.slow
