@@ -107,7 +107,15 @@ def _param_literal(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_literal(v) for v in value) + "]"
     if isinstance(value, str):
-        return value if value else "''"
+        # rcl parses `-p name:=value` as YAML: quote strings that would otherwise change type or fail to parse
+        # (e.g. '{"mode": "hold"}', 'true', '1.5', '').
+        import yaml
+
+        try:
+            same = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            same = False
+        return value if same and value else "'" + value.replace("'", "''") + "'"
     return repr(value)
 
 

@@ -427,6 +427,22 @@ def test_stop_holds_clears_the_queue_and_forgets_the_request() -> None:
     assert res.request is not None and res.request.must_go and res.idle
 
 
+def test_regression_start_after_a_reset_while_stopped_does_not_drive_back_to_the_old_hold() -> None:
+    """Stopping holds the last command; if the arm is moved (or the simulator reset) while stopped, starting
+    again must hold the *measured* position, not drive the arm back to the position held before."""
+    core = make_core(chunk_threshold=0.5, max_step=0.0)
+    req = core.tick(0.0, np.zeros(J)).request
+    core.on_chunk(req.request_id, 0, ramp_chunk(0, 10, offset=0.5), 0.0)
+    old = core.tick(0.1, np.zeros(J)).command
+    core.stop()
+    moved = np.full(J, -0.3)
+    core.start()
+    res = core.tick(1.0, moved)
+    assert res.idle
+    np.testing.assert_allclose(res.command, moved)
+    assert not np.allclose(res.command, old)
+
+
 def test_malformed_chunks_are_rejected_and_counted() -> None:
     core = make_core(retry_backoff=0.0)
     cases = ((0, np.zeros((5, J + 1))), (0, np.full((5, J), np.nan)), (7, np.zeros((5, J))))

@@ -251,7 +251,13 @@ class ActionQueueCore:
 
     # -- start / stop ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run the loop (again): the queue starts empty, so the first tick requests a chunk (must-go)."""
+        """Run the loop (again): the queue starts empty, so the first tick requests a chunk (must-go).
+
+        The held position is re-latched from the measured state at the next tick: the arm may have been
+        moved (or the simulator reset) while stopped, and commanding the old position would make it jump.
+        """
+        if not self.running:
+            self.last_command = None
         self.running = True
         self._consecutive_failures = 0
         self._retry_at = -np.inf
