@@ -183,13 +183,16 @@ class PickPlacePlanner:
         return min(candidates, key=lambda y: abs(y - radial))
 
     # --------------------------------------------------------------------------------------------- plan
-    def plan(
-        self, q_start: np.ndarray, cube_pos: np.ndarray, cube_yaw: float, tray_pos: np.ndarray
-    ) -> np.ndarray:
-        """Return a (T, 6) array of joint targets at ``rate`` Hz, from just after ``q_start`` to home."""
+    def _pick_place(
+        self,
+        q_start: np.ndarray,
+        cube_pos: np.ndarray,
+        cube_yaw: float,
+        tray_pos: np.ndarray,
+        from_pose: tuple[np.ndarray, float] | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray, float]:
+        """Joint targets (no feed-forward) for one pick-and-place; returns (targets, final TCP pos, yaw)."""
         t = self.timing
-        q_start = np.asarray(q_start, dtype=float)
-        home = q_start.copy() if self.home is None else self.home.copy()
         cube_pos, tray_pos = np.asarray(cube_pos, float), np.asarray(tray_pos, float)
         yaw = self.grasp_yaw(cube_pos, cube_yaw)
         grasp = cube_pos.copy()
@@ -201,12 +204,18 @@ class PickPlacePlanner:
         over_tray = np.array([tray_pos[0], tray_pos[1], self.carry_height])
         drop = np.array([tray_pos[0], tray_pos[1], TRAY_HEIGHT + CUBE_HALF + 0.012])
 
-        seed = q_start.copy()
-        seed[:ARM_JOINTS] = [np.arctan2(above[1], above[0]), -0.3, 0.6, 1.1, 0.0]
-        q_above = self._solve(above, yaw, seed)
-        q_above[5] = GRIPPER_OPEN
-        traj: list[np.ndarray] = self._joint(q_start, q_above, t.approach)
-        traj += self._cartesian(q_above, above, grasp, yaw, yaw, GRIPPER_OPEN, t.descend)
+        if from_pose is None:  # from a joint configuration: joint-space approach
+            seed = q_start.copy()
+            seed[:ARM_JOINTS] = [np.arctan2(above[1], above[0]), -0.3, 0.6, 1.1, 0.0]
+            q_above = self._solve(above, yaw, seed)
+            q_above[5] = GRIPPER_OPEN
+            traj: list[np.ndarray] = self._joint(q_start, q_above, t.approach)
+        else:  # from a Cartesian pose (after a previous placement): arc at carry height, then down
+            pos, from_yaw = from_pose
+            start = np.array([pos[0], pos[1], self.carry_height])
+            traj = self._cartesian(q_start, pos, start, from_yaw, from_yaw, GRIPPER_OPEN, t.retreat)
+            traj += self._cartesian(traj[-1], start, above, from_yaw, yaw, GRIPPER_OPEN, t.carry, polar=True)
+        traj += self._cartesian(traj[-1], above, grasp, yaw, yaw, GRIPPER_OPEN, t.descend)
         q = traj[-1].copy()
         n_close = self._n(t.close)
         for k in range(1, n_close + 1):
@@ -227,12 +236,34 @@ class PickPlacePlanner:
             traj.append(q)
         up = drop + [0, 0, 0.06]
         traj += self._cartesian(q, drop, up, place_yaw, place_yaw, GRIPPER_OPEN, t.retreat)
-        traj += self._joint(traj[-1], home, t.home)
-        traj += [home.copy() for _ in range(self._n(t.hold))]
+        return traj, up, place_yaw
+
+    def plan_sequence(
+        self, q_start: np.ndarray, items: list[tuple[np.ndarray, float, np.ndarray]]
+    ) -> np.ndarray:
+        """Pick-and-place each (cube position, cube yaw, tray position) in turn, then return home.
+
+        Returns a (T, 6) array of joint targets at ``rate`` Hz, starting one tick after ``q_start``."""
+        q_start = np.asarray(q_start, dtype=float)
+        home = q_start.copy() if self.home is None else self.home.copy()
+        traj: list[np.ndarray] = []
+        q, pose = q_start, None
+        for cube_pos, cube_yaw, tray_pos in items:
+            seg, up, yaw = self._pick_place(q, cube_pos, cube_yaw, tray_pos, pose)
+            traj += seg
+            q, pose = traj[-1], (up, yaw)
+        traj += self._joint(q, home, self.timing.home)
+        traj += [home.copy() for _ in range(self._n(self.timing.hold))]
         out = np.array(traj)
         for i in range(len(out)):
             out[i] += self.kin.gravity_feedforward(out[i])
         return np.clip(out, self.kin.lower, self.kin.upper)
+
+    def plan(
+        self, q_start: np.ndarray, cube_pos: np.ndarray, cube_yaw: float, tray_pos: np.ndarray
+    ) -> np.ndarray:
+        """One pick-and-place from ``q_start`` back to home: (T, 6) joint targets at ``rate`` Hz."""
+        return self.plan_sequence(q_start, [(cube_pos, cube_yaw, tray_pos)])
 
 
 class ScriptedExpert:
@@ -249,9 +280,8 @@ class ScriptedExpert:
     def reset(self) -> np.ndarray:
         """Plan from the current true state (call after ``sim.reset``); returns the plan."""
         task = self.sim.task
-        self.plan = self.planner.plan(
-            self.sim.joint_positions, task.cube_position(), task.cube_yaw(), task.tray_position()
-        )
+        items = [(task.cube_position(c), task.cube_yaw(c), task.tray_position(t)) for c, t in task.pairs]
+        self.plan = self.planner.plan_sequence(self.sim.joint_positions, items)
         self.index = 0
         return self.plan
 

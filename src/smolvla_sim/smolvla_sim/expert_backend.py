@@ -8,7 +8,8 @@ right slice. A new plan is made when none is running (first request, the plan fi
 backwards) and the cube is seen outside the tray; otherwise the backend holds the last target (or the current
 positions).
 
-Options (all optional): ``chunk_size`` (50), ``fps`` (30), ``robot`` (so101), ``camera`` (top).
+Options (all optional): ``chunk_size`` (50), ``fps`` (30), ``robot`` (so101), ``camera`` (top), ``task``
+(``auto``: ``sort`` when the instruction mentions the green cube, else ``pick_place``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from smolvla_sim.expert import PickPlacePlanner
 from smolvla_sim.model import JOINT_NAMES, TRAY_INNER_HALF, build_model
-from smolvla_sim.perception import CameraModel, SceneEstimate, estimate_scene
+from smolvla_sim.perception import TASK_COLOURS, CameraModel, SceneEstimate, estimate_task
 
 try:  # the interface lives in smolvla_policy; keep this module importable without it
     from smolvla_policy.backend import BadRequest, ChunkRequest, InferenceCancelled, StepCallback
@@ -45,7 +46,12 @@ class ExpertBackend:
     num_steps = 1
 
     def __init__(
-        self, chunk_size: int = 50, fps: float = 30.0, robot: str = "so101", camera: str = "top"
+        self,
+        chunk_size: int = 50,
+        fps: float = 30.0,
+        robot: str = "so101",
+        camera: str = "top",
+        task: str = "auto",
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
@@ -54,6 +60,9 @@ class ExpertBackend:
         self.chunk_size = int(chunk_size)
         self.fps = float(fps)
         self.camera_name = camera
+        if task != "auto" and task not in TASK_COLOURS:
+            raise ValueError(f"task must be auto or one of {sorted(TASK_COLOURS)}, got '{task}'")
+        self.task = task
         model = build_model(robot)
         data = mujoco.MjData(model)
         mujoco.mj_forward(model, data)
@@ -65,8 +74,9 @@ class ExpertBackend:
         self.plan: np.ndarray | None = None
         self.plan_start = 0
         self.last_timestep: int | None = None
-        self.last_estimate: SceneEstimate | None = None
+        self.last_estimate: list[SceneEstimate] | None = None
         self.plans_made = 0
+        self._warned = False
 
     def warmup(self) -> None:
         self.planner.kin.fk(np.zeros(len(JOINT_NAMES)))
@@ -87,16 +97,28 @@ class ExpertBackend:
         image = request.images.get(self.camera_name)
         if image is None:
             raise BadRequest(f"camera '{self.camera_name}' missing (got {sorted(request.images)})")
-        est = estimate_scene(np.asarray(image), self.camera)
-        self.last_estimate = est
-        if est is None:
-            log.warning("expert backend: cube or tray not visible in '%s'", self.camera_name)
+        task = self.task
+        if task == "auto":  # the instruction names the colours: two cubes -> sorting
+            task = "sort" if "green" in (request.task or "").lower() else "pick_place"
+        estimates = estimate_task(np.asarray(image), self.camera, task)
+        self.last_estimate = estimates
+        if estimates is None:
+            if not self._warned:  # once per occlusion, not at every request
+                log.warning(
+                    "expert backend: a cube or tray of '%s' is not visible in '%s'", task, self.camera_name
+                )
+            self._warned = True
             return
-        in_tray = bool(np.all(np.abs(est.cube_position[:2] - est.tray_position[:2]) < TRAY_INNER_HALF))
-        if in_tray:
+        self._warned = False
+        todo = [
+            (e.cube_position, e.cube_yaw, e.tray_position)
+            for e in estimates
+            if not np.all(np.abs(e.cube_position[:2] - e.tray_position[:2]) < TRAY_INNER_HALF)
+        ]
+        if not todo:
             return
         self.planner.home = q.copy()
-        self.plan = self.planner.plan(q, est.cube_position, est.cube_yaw, est.tray_position)
+        self.plan = self.planner.plan_sequence(q, todo)
         self.plan_start = int(request.timestep)
         self.plans_made += 1
 
@@ -130,7 +152,7 @@ class ExpertBackend:
 def make_backend(options: dict | None = None) -> ExpertBackend:
     """Plug-in factory for the policy server (``backend: smolvla_sim.expert_backend:make_backend``)."""
     opts = dict(options or {})
-    known = {"chunk_size", "fps", "robot", "camera"}
+    known = {"chunk_size", "fps", "robot", "camera", "task"}
     unknown = set(opts) - known
     if unknown:
         raise ValueError(f"unknown expert backend options {sorted(unknown)} (known: {sorted(known)})")
@@ -139,4 +161,5 @@ def make_backend(options: dict | None = None) -> ExpertBackend:
         fps=float(opts.get("fps", 30.0)),
         robot=str(opts.get("robot", "so101")),
         camera=str(opts.get("camera", "top")),
+        task=str(opts.get("task", "auto")),
     )

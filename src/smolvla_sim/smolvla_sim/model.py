@@ -29,8 +29,9 @@ TRAY_HEIGHT = 0.035
 TABLE_CENTER = (0.12, 0.0)
 TABLE_HALF = (0.55, 0.6)
 
-#: The grasp point in the gripper body frame: the centre of a cube held against the fixed jaw.
-TCP_IN_GRIPPER = (0.0025, 0.0, -0.085)
+#: The grasp point in the gripper body frame: centre of a cube 2.5 mm clear of the fixed jaw (the moving jaw
+#: pushes it against the fixed one when closing).
+TCP_IN_GRIPPER = (0.005, 0.0, -0.085)
 
 ROBOTS = ("so101", "so100")
 
@@ -145,14 +146,51 @@ def arm_mjcf(robot: str = "so101") -> str:
     </body>"""
 
 
-def scene_mjcf(robot: str = "so101", physics_rate: float = 500.0, offscreen_size: int = 640) -> str:
-    """The full scene: arm, table, a red cube (free body) and an open blue tray (static, moved at reset)."""
+#: Objects per task: (cube name, cube rgba, tray name, tray floor rgba, tray wall rgba).
+TASK_OBJECTS: dict[str, list[tuple[str, str, str, str, str]]] = {
+    "pick_place": [("cube", "0.9 0.08 0.08 1", "tray", "0.15 0.35 0.9 1", "0.1 0.25 0.75 1")],
+    "sort": [
+        ("cube", "0.9 0.08 0.08 1", "tray", "0.15 0.35 0.9 1", "0.1 0.25 0.75 1"),
+        ("cube_b", "0.1 0.75 0.15 1", "tray_b", "0.6 0.22 0.85 1", "0.48 0.16 0.7 1"),
+    ],
+}
+
+
+def _tray_xml(name: str, floor: str, wall: str, pos: tuple[float, float]) -> str:
+    t, w, h2 = TRAY_INNER_HALF, TRAY_WALL, TRAY_HEIGHT / 2
+    c, n = t + w / 2, t + w
+    walls = "\n".join(
+        f'      <geom class="object" type="box" size="{sx} {sy} {h2}" pos="{px} {py} {h2}" rgba="{wall}"/>'
+        for sx, sy, px, py in ((w / 2, n, c, 0), (w / 2, n, -c, 0), (n, w / 2, 0, c), (n, w / 2, 0, -c))
+    )
+    return f"""    <body name="{name}" pos="{pos[0]} {pos[1]} 0">
+      <geom name="{name}_floor" class="object" type="box" size="{n} {n} 0.002" pos="0 0 0.002"
+            rgba="{floor}"/>
+{walls}
+    </body>"""
+
+
+def _cube_xml(name: str, rgba: str, pos: tuple[float, float]) -> str:
+    c = CUBE_HALF
+    return f"""    <body name="{name}" pos="{pos[0]} {pos[1]} {c}">
+      <freejoint name="{name}"/>
+      <geom name="{name}" class="object" type="box" size="{c} {c} {c}" mass="0.02" rgba="{rgba}"/>
+    </body>"""
+
+
+def scene_mjcf(
+    robot: str = "so101", physics_rate: float = 500.0, offscreen_size: int = 640, task: str = "pick_place"
+) -> str:
+    """The full scene: arm, table, the task's cubes (free bodies) and open trays (static, moved at reset)."""
     if physics_rate < 500.0:
         raise ValueError(f"physics_rate must be >= 500 Hz, got {physics_rate}")
-    c, t = CUBE_HALF, TRAY_INNER_HALF
-    wall_c = t + TRAY_WALL / 2
-    wall_len = t + TRAY_WALL
-    h2 = TRAY_HEIGHT / 2
+    if task not in TASK_OBJECTS:
+        raise ValueError(f"unknown task '{task}' (known: {', '.join(TASK_OBJECTS)})")
+    parts = []
+    for k, (cube, cube_rgba, tray, floor, wall) in enumerate(TASK_OBJECTS[task]):
+        parts.append(_tray_xml(tray, floor, wall, (0.2, 0.15 + 0.12 * k)))
+        parts.append(_cube_xml(cube, cube_rgba, (0.2, -0.15 - 0.05 * k)))
+    objects = "\n".join(parts)
     actuators = "\n".join(
         f'    <position name="{n}" joint="{n}" kp="{SERVO_KP}" forcerange="-{SERVO_FORCE} {SERVO_FORCE}" '
         f'ctrlrange="{lo:.6f} {hi:.6f}"/>'
@@ -186,22 +224,7 @@ def scene_mjcf(robot: str = "so101", physics_rate: float = 500.0, offscreen_size
           pos="{TABLE_CENTER[0]} {TABLE_CENTER[1]} -0.02" rgba="0.60 0.50 0.38 1"/>
     <camera name="top" pos="0.21 0 0.62" xyaxes="0 -1 0 1 0 0" fovy="58"/>
 {arm_mjcf(robot)}
-    <body name="tray" pos="0.2 0.15 0">
-      <geom name="tray_floor" class="object" type="box" size="{wall_len} {wall_len} 0.002" pos="0 0 0.002"
-            rgba="0.15 0.35 0.9 1"/>
-      <geom class="object" type="box" size="{TRAY_WALL / 2} {wall_len} {h2}" pos="{wall_c} 0 {h2}"
-            rgba="0.1 0.25 0.75 1"/>
-      <geom class="object" type="box" size="{TRAY_WALL / 2} {wall_len} {h2}" pos="-{wall_c} 0 {h2}"
-            rgba="0.1 0.25 0.75 1"/>
-      <geom class="object" type="box" size="{wall_len} {TRAY_WALL / 2} {h2}" pos="0 {wall_c} {h2}"
-            rgba="0.1 0.25 0.75 1"/>
-      <geom class="object" type="box" size="{wall_len} {TRAY_WALL / 2} {h2}" pos="0 -{wall_c} {h2}"
-            rgba="0.1 0.25 0.75 1"/>
-    </body>
-    <body name="cube" pos="0.2 -0.15 {c}">
-      <freejoint name="cube"/>
-      <geom name="cube" class="object" type="box" size="{c} {c} {c}" mass="0.02" rgba="0.9 0.08 0.08 1"/>
-    </body>
+{objects}
   </worldbody>
   <actuator>
 {actuators}
@@ -211,10 +234,10 @@ def scene_mjcf(robot: str = "so101", physics_rate: float = 500.0, offscreen_size
 
 
 def build_model(
-    robot: str = "so101", physics_rate: float = 500.0, offscreen_size: int = 640
+    robot: str = "so101", physics_rate: float = 500.0, offscreen_size: int = 640, task: str = "pick_place"
 ) -> mujoco.MjModel:
-    """Compile the scene for ``robot`` with physics at ``physics_rate`` Hz."""
-    return mujoco.MjModel.from_xml_string(scene_mjcf(robot, physics_rate, offscreen_size))
+    """Compile the scene of ``task`` for ``robot`` with physics at ``physics_rate`` Hz."""
+    return mujoco.MjModel.from_xml_string(scene_mjcf(robot, physics_rate, offscreen_size, task))
 
 
 __all__ = ["JOINT_NAMES", "ROBOTS", "build_model", "scene_mjcf", "arm_mjcf", "robot_limits", "TCP_IN_GRIPPER"]

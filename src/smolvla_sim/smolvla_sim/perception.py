@@ -48,16 +48,34 @@ class CameraModel:
         return np.stack([u, v], axis=-1)
 
 
-def red_mask(image: np.ndarray) -> np.ndarray:
+def _channels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     img = image.astype(np.int16)
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return img[..., 0], img[..., 1], img[..., 2]
+
+
+def red_mask(image: np.ndarray) -> np.ndarray:
+    r, g, b = _channels(image)
     return (r > 90) & (r > 2 * g + 20) & (r > 2 * b + 20)
 
 
+def green_mask(image: np.ndarray) -> np.ndarray:
+    r, g, b = _channels(image)
+    return (g > 90) & (g > 2 * r + 20) & (g > 2 * b + 20)
+
+
 def blue_mask(image: np.ndarray) -> np.ndarray:
-    img = image.astype(np.int16)
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    return (b > 90) & (b > r + 60) & (b > g + 30)
+    r, g, b = _channels(image)
+    return (b > 90) & (b > r + 80) & (b > g + 30)
+
+
+def purple_mask(image: np.ndarray) -> np.ndarray:
+    r, g, b = _channels(image)
+    return (b > 120) & (r > 2 * g) & (b > r + 20) & (b < r + 80)
+
+
+MASKS = {"red": red_mask, "green": green_mask, "blue": blue_mask, "purple": purple_mask}
+#: (cube colour, tray colour) per task, in the order the expert handles them.
+TASK_COLOURS = {"pick_place": [("red", "blue")], "sort": [("red", "blue"), ("green", "purple")]}
 
 
 def _largest_component(mask: np.ndarray, min_pixels: int) -> np.ndarray | None:
@@ -79,11 +97,12 @@ class SceneEstimate:
     tray_pixels: int
 
 
-def estimate_scene(image: np.ndarray, camera: CameraModel, min_pixels: int = 6) -> SceneEstimate | None:
-    """Find cube and tray in ``image``; None when either is not visible."""
+def _estimate_pair(
+    image: np.ndarray, camera: CameraModel, cube_colour: str, tray_colour: str, min_pixels: int
+) -> SceneEstimate | None:
     h, w = image.shape[:2]
-    cube = _largest_component(red_mask(image), min_pixels)
-    tray = _largest_component(blue_mask(image), 4 * min_pixels)
+    cube = _largest_component(MASKS[cube_colour](image), min_pixels)
+    tray = _largest_component(MASKS[tray_colour](image), 4 * min_pixels)
     if cube is None or tray is None:
         return None
     cv_, cu = np.nonzero(cube)
@@ -99,3 +118,21 @@ def estimate_scene(image: np.ndarray, camera: CameraModel, min_pixels: int = 6) 
     tray_centre = 0.5 * (tray_pts.min(axis=0) + tray_pts.max(axis=0))
     tray_centre[2] = 0.0
     return SceneEstimate(centre, yaw, tray_centre, int(cube.sum()), int(tray.sum()))
+
+
+def estimate_scene(image: np.ndarray, camera: CameraModel, min_pixels: int = 6) -> SceneEstimate | None:
+    """Find the red cube and the blue tray in ``image``; None when either is not visible."""
+    return _estimate_pair(image, camera, "red", "blue", min_pixels)
+
+
+def estimate_task(
+    image: np.ndarray, camera: CameraModel, task: str = "pick_place", min_pixels: int = 6
+) -> list[SceneEstimate] | None:
+    """Cube/tray estimates for every pair of ``task`` (see TASK_COLOURS); None when one is not visible."""
+    out = []
+    for cube_colour, tray_colour in TASK_COLOURS[task]:
+        est = _estimate_pair(image, camera, cube_colour, tray_colour, min_pixels)
+        if est is None:
+            return None
+        out.append(est)
+    return out

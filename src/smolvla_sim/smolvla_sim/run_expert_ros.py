@@ -157,11 +157,14 @@ class ExpertRunner:
         message = self.reset()
         with self.cond:
             q = self.js_positions.copy()  # type: ignore[union-attr]
-            (cube_p, cube_o), (tray_p, _) = self.objects[1][:2]  # type: ignore[index]
-        cube = np.array([cube_p.x, cube_p.y, cube_p.z])
-        tray = np.array([tray_p.x, tray_p.y, tray_p.z])
+            poses = list(self.objects[1])  # type: ignore[index]
+        items = []  # (cube, tray) pairs in the order of ~/objects
+        for (cube_p, cube_o), (tray_p, _) in zip(poses[0::2], poses[1::2]):
+            cube = np.array([cube_p.x, cube_p.y, cube_p.z])
+            tray = np.array([tray_p.x, tray_p.y, tray_p.z])
+            items.append((cube, _quat_yaw(cube_o.w, cube_o.x, cube_o.y, cube_o.z), tray))
         self.planner.home = q.copy()
-        plan = self.planner.plan(q, cube, _quat_yaw(cube_o.w, cube_o.x, cube_o.y, cube_o.z), tray)
+        plan = self.planner.plan_sequence(q, items)
         duration = len(plan) / self.rate
         # the arm holds its pose while the plan is computed: start the plan's clock now, not before planning
         with self.cond:
@@ -221,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first episode (started sim only)")
     parser.add_argument("--robot", default="so101")
+    parser.add_argument(
+        "--task", default="pick_place", help="task of the started sim_node: pick_place | sort"
+    )
     parser.add_argument("--rate", type=float, default=30.0, help="command rate [Hz of sim time]")
     parser.add_argument("--multi-point", action="store_true", help="send each plan as one trajectory")
     parser.add_argument("--sim-node", default="sim_node")
@@ -247,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             name=args.sim_node,
             parameters={
                 "robot": args.robot,
+                "task": args.task,
                 "seed": args.seed,
                 "real_time_factor": args.real_time_factor,
                 "camera_rate": args.camera_rate,

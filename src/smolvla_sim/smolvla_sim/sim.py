@@ -65,7 +65,7 @@ class ArmSim:
         self.config = config or SimConfig()
         self.config.validate()
         size = max(640, self.config.image_width, self.config.image_height)
-        self.model = build_model(self.config.robot, self.config.physics_rate, size)
+        self.model = build_model(self.config.robot, self.config.physics_rate, size, self.config.task)
         self.data = mujoco.MjData(self.model)
         self.joint_names = list(JOINT_NAMES)
         self.limits = robot_limits(self.config.robot)

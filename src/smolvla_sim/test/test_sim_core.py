@@ -100,6 +100,14 @@ def test_expert_solves_50_seeded_episodes(sim):
     assert rate >= 0.9
 
 
+def test_expert_sorts_two_cubes():
+    s = ArmSim(SimConfig(task="sort"))
+    results = [run_expert_episode(s, seed) for seed in range(10)]
+    print(f"sorting: {sum(results)}/10")
+    assert sum(results) >= 9
+    assert len(s.object_poses()) == 4
+
+
 def test_expert_on_so100():
     s = ArmSim(SimConfig(robot="so100"))
     assert sum(run_expert_episode(s, seed) for seed in range(5)) >= 4

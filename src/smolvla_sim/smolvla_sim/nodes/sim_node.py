@@ -2,7 +2,8 @@
 
 Publishes ``/joint_states`` (position, velocity, effort), ``/cameras/<name>/image_raw`` (rgb8) and
 ``/cameras/<name>/camera_info``, ``~/task_success`` (std_msgs/Bool), ``~/episode`` (std_msgs/UInt32, latched),
-``~/objects`` (geometry_msgs/PoseArray: cube, tray; privileged state for scripted demonstrations) and,
+``~/objects`` (geometry_msgs/PoseArray: cube, tray[, cube_b, tray_b]; privileged state for scripted
+demonstrations) and,
 with ``publish_clock``, ``/clock`` so the graph can run on simulated time (``real_time_factor`` 0.2 runs the
 world five times slower than the wall clock; 0 = as fast as possible). Subscribes ``/joint_commands``
 (one point = streamed target, several points = trajectory by ``time_from_start``), serves ``~/reset``
@@ -333,8 +334,7 @@ class SimNode(Node):
         self.success_pub.publish(Bool(data=bool(self.sim.task_success())))
         arr = PoseArray()
         arr.header.stamp, arr.header.frame_id = stamp, "base"
-        for name in ("cube", "tray"):
-            p = self.sim.object_poses()[name]
+        for p in self.sim.object_poses().values():  # cube, tray[, cube_b, tray_b]
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = (float(v) for v in p[:3])
             pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (
