@@ -63,12 +63,14 @@ def _run_episode(sim: ArmSim, seed: int, chunk: int, ticks: int = 390, execute: 
     return sim.task_success()
 
 
+@pytest.mark.slow
 def test_expert_backend_in_chunks_of_50(sim):
     results = [_run_episode(sim, seed, 50) for seed in range(100, 110)]
     print(f"expert backend success: {sum(results)}/10")
     assert sum(results) >= 9
 
 
+@pytest.mark.slow
 def test_expert_backend_with_overlapping_requests(sim):
     """An asynchronous action queue asks for the next chunk before the current one is used up."""
     results = [_run_episode(sim, seed, 50, execute=20) for seed in range(200, 205)]

@@ -93,6 +93,7 @@ def test_render_size_and_content(sim):
     assert top.std() > 5 and wrist.std() > 5
 
 
+@pytest.mark.slow
 def test_expert_solves_50_seeded_episodes(sim):
     results = [run_expert_episode(sim, seed) for seed in range(50)]
     rate = sum(results) / len(results)
@@ -100,6 +101,7 @@ def test_expert_solves_50_seeded_episodes(sim):
     assert rate >= 0.9
 
 
+@pytest.mark.slow
 def test_expert_sorts_two_cubes():
     s = ArmSim(SimConfig(task="sort"))
     results = [run_expert_episode(s, seed) for seed in range(10)]
@@ -108,6 +110,7 @@ def test_expert_sorts_two_cubes():
     assert len(s.object_poses()) == 4
 
 
+@pytest.mark.slow
 def test_expert_on_so100():
     s = ArmSim(SimConfig(robot="so100"))
     assert sum(run_expert_episode(s, seed) for seed in range(5)) >= 4
