@@ -147,3 +147,14 @@ def test_lm_head_may_be_absent(tiny_dir: Path, tmp_path: Path) -> None:
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         SmolVLAPolicy.from_pretrained(tmp_path / "nope")
+
+
+def test_save_over_own_directory_keeps_mapped_lm_head_valid(tiny_dir: Path, tmp_path: Path) -> None:
+    """lm_head is memory-mapped from model.safetensors; saving into the same directory must not corrupt it."""
+    own = _copy_checkpoint(tiny_dir, tmp_path / "own")
+    pol = SmolVLAPolicy.from_pretrained(own)
+    key = "model.vlm_with_expert.vlm.lm_head.weight"
+    before = pol.state_dict()[key].clone()
+    pol.save_pretrained(own)
+    torch.testing.assert_close(pol.state_dict()[key], before)
+    torch.testing.assert_close(load_file(str(own / "model.safetensors"))[key], before)

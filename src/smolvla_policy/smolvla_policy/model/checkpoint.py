@@ -109,13 +109,42 @@ def resolve_vlm(
     return vlm_config, tokenizer
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+_ST_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def _mapped_tensor(path: Path, key: str) -> torch.Tensor | None:
+    """``key`` of a safetensors file as a copy-on-write memory map: no RSS until its pages are touched.
+
+    Used for ``lm_head.weight`` (190 MB, never used by SmolVLA); None if the layout is unexpected."""
+    import json as _json
+
+    import numpy as np
+
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = _json.loads(fh.read(n))
+    info = header.get(key)
+    if not info or info.get("dtype") not in _ST_DTYPES:
+        return None
+    start, end = info["data_offsets"]
+    dtype = _ST_DTYPES[info["dtype"]]
+    count = (end - start) // torch.empty((), dtype=dtype).element_size()
+    raw = np.memmap(path, dtype=np.uint8, mode="c", offset=8 + n + start, shape=(end - start,))
+    flat = torch.from_numpy(raw)
+    if flat.numel() == 0 or count == 0:
+        return None
+    return flat.view(dtype).reshape(info["shape"])
+
+
+def read_state_dict(path: Path, lazy: tuple[str, ...] = OPTIONAL_KEYS) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file (``lazy`` keys memory-mapped instead of read)."""
     if not path.exists():
         raise CheckpointError(f"{path} not found (only safetensors checkpoints are supported)")
     out = {}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-            out[key] = f.get_tensor(key)
+            mapped = _mapped_tensor(path, key) if key in lazy else None
+            out[key] = mapped if mapped is not None else f.get_tensor(key)
     return out
 
 
@@ -181,7 +210,10 @@ def save_policy(policy: Any, directory: str | os.PathLike[str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     policy.config.to_json(directory / CONFIG_NAME)
     state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    # write-then-rename: a policy loaded from this directory may still memory-map the old file (lm_head)
+    tmp = directory / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / WEIGHTS_NAME)
     save_processors(directory, policy.config, policy.normalizer, policy.config.vlm_model_name)
     vlm_dir = directory / VLM_DIR
     vlm_dir.mkdir(exist_ok=True)

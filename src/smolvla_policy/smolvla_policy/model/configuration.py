@@ -105,6 +105,8 @@ class SmolVLAConfig:
             )
         if self.use_delta_joint_actions_aloha:
             raise NotImplementedError("use_delta_joint_actions_aloha is not supported (nor by lerobot)")
+        if self.adapt_to_pi_aloha:
+            raise NotImplementedError("adapt_to_pi_aloha (Aloha joint flips) is not supported")
         if self.attention_mode != "cross_attn":
             raise NotImplementedError(
                 f"attention_mode {self.attention_mode!r} is not supported (only cross_attn)"
