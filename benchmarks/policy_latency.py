@@ -55,34 +55,13 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from smolvla_policy.model import SmolVLAPolicy
-    from smolvla_policy.model.configuration import VLMConfig, full_size_config
-    from smolvla_policy.model.processor import Normalizer
-    from smolvla_policy.model.testing import (
-        make_test_tokenizer,
-        random_stats,
-        randomize_,
-        tiny_config,
-        tiny_vlm_config,
-    )
 
     dtype, quant = MODES[args.mode]
     t0 = time.perf_counter()
-    torch.manual_seed(0)
-    if args.size == "full":
-        cfg, vlm = full_size_config(image_shape=(3, 512, 512)), VLMConfig.smolvlm2_500m()
-    else:
-        cfg, vlm = tiny_config(image_shape=(3, 512, 512)), tiny_vlm_config()
-    policy = SmolVLAPolicy(
-        cfg,
-        vlm,
-        tokenizer=make_test_tokenizer(),
-        normalizer=Normalizer.from_config(cfg, random_stats(cfg)),
-        dtype=None,
-    )
-    randomize_(policy, seed=0)
-    policy.finalize(device="cpu", dtype=dtype)
+    policy = SmolVLAPolicy.from_pretrained(args.checkpoint, dtype=dtype)
     if quant:
         policy.quantize_dynamic_int8(quant)
+    cfg = policy.config
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     images = {k: rng.integers(0, 256, (512, 512, 3), dtype=np.uint8) for k in policy.camera_keys}
@@ -119,6 +98,37 @@ def worker(args: argparse.Namespace) -> None:
     Path(args.out).write_text(json.dumps(result))
 
 
+def make_checkpoint(args: argparse.Namespace) -> None:
+    """A checkpoint with seeded random weights (sane scales) in lerobot's layout + vlm/ (test tokenizer)."""
+    import torch
+
+    from smolvla_policy.model import SmolVLAPolicy
+    from smolvla_policy.model.configuration import VLMConfig, full_size_config
+    from smolvla_policy.model.processor import Normalizer
+    from smolvla_policy.model.testing import (
+        make_test_tokenizer,
+        random_stats,
+        randomize_,
+        tiny_config,
+        tiny_vlm_config,
+    )
+
+    if args.size == "full":
+        cfg, vlm = full_size_config(image_shape=(3, 512, 512)), VLMConfig.smolvlm2_500m()
+    else:
+        cfg, vlm = tiny_config(image_shape=(3, 512, 512)), tiny_vlm_config()
+    torch.manual_seed(0)
+    policy = SmolVLAPolicy(
+        cfg,
+        vlm,
+        tokenizer=make_test_tokenizer(),
+        normalizer=Normalizer.from_config(cfg, random_stats(cfg)),
+        dtype=None,
+    )
+    randomize_(policy, seed=0)
+    policy.save_pretrained(args.checkpoint)
+
+
 def worker_env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     if args.omp_wait_policy:
@@ -128,6 +138,13 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
 
 def run_worker(size: str, mode: str, args: argparse.Namespace, tmp: Path) -> dict:
     out = tmp / f"{size}-{mode}.json"
+    ckpt = tmp / f"ckpt-{size}"
+    if not ckpt.exists():
+        subprocess.run(
+            [sys.executable, __file__, "--make-checkpoint", "--size", size, "--checkpoint", str(ckpt)],
+            check=True,
+            env=worker_env(args),
+        )
     cmd = [
         sys.executable,
         __file__,
@@ -192,7 +209,12 @@ def main() -> None:
     ap.add_argument("--size", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    ap.add_argument("--make-checkpoint", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.make_checkpoint:
+        make_checkpoint(args)
+        return
     if args.worker:
         worker(args)
         return
@@ -313,11 +335,10 @@ def main() -> None:
         f"{machine}; torch threads {args.threads}, OMP_WAIT_POLICY={args.omp_wait_policy or 'default'} "
         f"(for lerobot too); {args.warmup} warm-up + {args.runs} timed chunks per row, "
         "each row in its own process (peak RSS is that process's). Workload: 2 cameras 512x512, 6-joint "
-        "state, "
-        "12-token task, 10 Euler steps, random weights (seeded). Deviation: max |chunk - fp32 chunk| in "
-        "checkpoint units (normalised actions are unnormalised with degree-like stats, std 5-30), same "
-        "weights "
-        "and noise.\n\n"
+        "state, 12-token task, 10 Euler steps; seeded random weights saved in lerobot's layout and loaded "
+        "with `SmolVLAPolicy.from_pretrained` (the unused lm_head stays memory-mapped). Deviation: "
+        "max |chunk - fp32 chunk| in checkpoint units (normalised actions are unnormalised with degree-like "
+        "stats, std 5-30), same weights and noise.\n\n"
         f"{table}\n\n{verdict}"
         "Modes: `fp32` is the parity mode (<= 1e-4 vs lerobot, see test_lerobot_parity); `int8` runs every "
         "Linear of the vision tower, connector, text layers and expert with dynamically quantised int8 "

@@ -293,3 +293,19 @@ def test_int8_dynamic_mode_runs_and_refuses_to_save(tiny_dir: Path, tmp_path: Pa
     assert chunk.shape == (50, 6) and np.isfinite(chunk).all()
     with pytest.raises(CheckpointError, match="quantised"):
         q.save_pretrained(tmp_path / "q")
+
+
+def test_image_special_tokens_extend_the_prefix(tmp_path: Path) -> None:
+    ckpt = make_tiny_checkpoint(tmp_path / "c", add_image_special_tokens=True)
+    pol = SmolVLAPolicy.from_pretrained(ckpt)
+    model = pol.model
+    images, state = _obs()
+    pixels, masks = pol._images(images)
+    embs = model.embed_images(pixels)
+    tokens = torch.tensor([[10, 11, 12]])
+    prefix, pad, att = model.embed_prefix(
+        [embs[:1], embs[1:]], masks, tokens, torch.ones(1, 3, dtype=torch.bool), pol._state(state)
+    )
+    assert prefix.shape[1] == 2 * (2 + 64 + 1) + 3 + 1
+    assert bool(pad.all())
+    assert np.isfinite(pol.predict_chunk(images, state, TASK, seed=0)).all()

@@ -350,9 +350,8 @@ class SmolVLAModel(nn.Module):
         for img_emb, img_mask in zip(image_embs, img_masks):
             if self.config.add_image_special_tokens:
                 ids = torch.tensor([self.image_token_ids], device=device).expand(bsize, 2)
-                start = text.embed_tokens(ids)
-                embs.append(start)
-                pads.append(img_mask[:, None].expand(bsize, 2))
+                embs.append(text.embed_tokens(ids))  # not scaled, always valid (as lerobot)
+                pads.append(torch.ones(bsize, 2, dtype=torch.bool, device=device))
                 flags += [0, 0]
             scale = torch.tensor(img_emb.shape[-1] ** 0.5, dtype=img_emb.dtype, device=img_emb.device)
             img_emb = img_emb * scale
@@ -362,7 +361,7 @@ class SmolVLAModel(nn.Module):
             if self.config.add_image_special_tokens:
                 ids = torch.tensor([[self.image_token_ids[0]]], device=device).expand(bsize, 1)
                 embs.append(text.embed_tokens(ids))
-                pads.append(img_mask[:, None].expand(bsize, 1))
+                pads.append(torch.ones(bsize, 1, dtype=torch.bool, device=device))
                 flags += [0]
         lang_emb = text.embed_tokens(lang_tokens)
         lang_emb = lang_emb * math.sqrt(lang_emb.shape[-1])

@@ -67,6 +67,7 @@ class SmolVLAPolicy(nn.Module):
         self.timings = Timings()
         self.source: str | None = None
         self._num_steps = config.num_steps
+        self._image_token_ids_from_tokenizer()
         if str(device) == "meta":
             with torch.device("meta"):
                 self.model = SmolVLAModel(config, self.vlm_config)
@@ -74,6 +75,16 @@ class SmolVLAPolicy(nn.Module):
             self.model = SmolVLAModel(config, self.vlm_config)
             if dtype is not None:
                 self.finalize(device=device, dtype=dtype)
+
+    def _image_token_ids_from_tokenizer(self) -> None:
+        """SmolVLM's <fake_token_around_image> / <global-img> ids come from its tokenizer (as lerobot)."""
+        tok = self.tokenizer
+        if tok is None or not hasattr(tok, "convert_tokens_to_ids"):
+            return
+        ids = [tok.convert_tokens_to_ids(t) for t in ("<fake_token_around_image>", "<global-img>")]
+        unk = getattr(tok, "unk_token_id", None)
+        if all(isinstance(i, int) and i != unk for i in ids):
+            self.vlm_config.fake_image_token_id, self.vlm_config.global_image_token_id = ids
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod
