@@ -162,6 +162,8 @@ class SimNode(Node):
         if problems:
             raise SimStartupError("invalid parameters: " + "; ".join(problems))
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.cfg.joint_state_rate > self.cfg.physics_rate:
+            raise SimStartupError("joint_state_rate must not exceed physics_rate")
         self.sim = ArmSim(
             SimConfig(
                 robot=self.cfg.robot,
