@@ -155,6 +155,8 @@ def run_worker(size: str, mode: str, args: argparse.Namespace, tmp: Path) -> dic
         mode,
         "--out",
         str(out),
+        "--checkpoint",
+        str(ckpt),
         "--threads",
         str(args.threads),
         "--runs",
