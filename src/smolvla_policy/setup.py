@@ -15,7 +15,10 @@ setup(
         # smolvla_policy, the package that ties the graph together, installs them so `ros2 launch smolvla_policy ...`
         # and get_package_share_directory("smolvla_policy") find them.
         ("share/" + PACKAGE + "/launch", sorted(glob("../../launch/*.launch.py"))),
-        ("share/" + PACKAGE + "/config", sorted(glob("../../config/*.yaml")) + sorted(glob("../../config/*.xml"))),
+        (
+            "share/" + PACKAGE + "/config",
+            sorted(glob("../../config/*.yaml")) + sorted(glob("../../config/*.xml")),
+        ),
     ],
     include_package_data=True,
     install_requires=["setuptools"],
@@ -27,7 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "policy_server = smolvla_policy.nodes.policy_server:main",
-            "action_queue = smolvla_policy.nodes.action_queue:main"
+            "action_queue = smolvla_policy.nodes.action_queue:main",
         ],
     },
 )
