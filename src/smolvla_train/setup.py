@@ -18,8 +18,6 @@ setup(
     description="rosbag2 to LeRobot v3 dataset conversion and SmolVLA finetuning.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-
-        ],
+        "console_scripts": [],
     },
 )

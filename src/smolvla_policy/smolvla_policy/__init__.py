@@ -1,1 +1,3 @@
-"""SmolVLA model (plain PyTorch, lerobot-checkpoint compatible), the PredictChunk policy server and the asynchronous action-queue node."""
+"""SmolVLA model (plain PyTorch, lerobot-checkpoint compatible), the PredictChunk policy server and the
+asynchronous action-queue node.
+"""

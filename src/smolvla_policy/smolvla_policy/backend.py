@@ -1,9 +1,9 @@
 """The policy-backend interface behind the policy server (plain Python, no rclpy).
 
-The policy server turns each PredictChunk goal into a :class:`ChunkRequest` (images as HxWx3 uint8 RGB, joint
-state in radians in the request's joint order) and asks a backend for a chunk of joint positions in radians, in
-the same joint order. Backends: ``smolvla`` (the model), ``replay``, ``scripted`` and plug-ins named
-``package.module:factory`` where ``factory(options: dict) -> PolicyBackend``.
+The policy server turns each PredictChunk goal into a :class:`ChunkRequest` (images as HxWx3 uint8 RGB,
+joint state in radians in the request's joint order) and asks a backend for a chunk of joint positions in
+radians, in the same joint order. Backends: ``smolvla`` (the model), ``replay``, ``scripted`` and plug-ins
+named ``package.module:factory`` where ``factory(options: dict) -> PolicyBackend``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -36,7 +35,6 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.action import ActionClient
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -48,6 +46,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, QueueConfig
+from so_arm_driver.node_main import run_node
 from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 try:  # rclpy raises RCLError when the context goes away under a running executor
@@ -576,22 +575,9 @@ class ActionQueueNode(Node):
         self._diag_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    executor = SingleThreadedExecutor()
-    node: ActionQueueNode | None = None
-    try:
-        node = ActionQueueNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException, RCLError):
-        pass
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node("action_queue", ActionQueueNode, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

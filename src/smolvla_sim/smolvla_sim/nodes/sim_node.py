@@ -15,7 +15,6 @@ publishing); ROS callbacks only hand commands and resets over to it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import threading
@@ -23,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
 from rcl_interfaces.msg import (
@@ -33,9 +31,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -49,6 +45,7 @@ from smolvla_sim.commands import CommandFollower
 from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
 from so_arm_driver.image_conversion import numpy_to_image
+from so_arm_driver.node_main import run_node
 
 STARTUP_ONLY = (
     "robot",
@@ -400,32 +397,9 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node: SimNode | None = None
-    executor: MultiThreadedExecutor | None = None
-    rc = 0
-    try:
-        node = SimNode()
-        node.start()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except SimStartupError as exc:
-        print(f"sim_node cannot start: {exc}", file=sys.stderr, flush=True)
-        rc = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:  # context invalidated by the signal handler mid-spin
-        pass
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.shutdown()
-            with contextlib.suppress(Exception):
-                node.destroy_node()
-        rclpy.try_shutdown()
-    return rc
+    return run_node(
+        "sim_node", SimNode, args=args, start=True, startup_errors=(SimStartupError,), num_threads=3
+    )
 
 
 if __name__ == "__main__":

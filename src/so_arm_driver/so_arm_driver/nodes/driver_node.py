@@ -27,10 +27,8 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -41,6 +39,7 @@ from trajectory_msgs.msg import JointTrajectory
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError
+from so_arm_driver.node_main import run_node
 from so_arm_driver.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 
 EMULATED = "emulated"
@@ -415,35 +414,14 @@ class DriverNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node: DriverNode | None = None
-    executor: MultiThreadedExecutor | None = None
-    rc = 0
-    try:
-        node = DriverNode()
-        node.start()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except DriverStartupError as exc:
-        msg = f"so_arm_driver cannot start: {exc}"
-        if node is not None:
-            node.get_logger().fatal(msg)
-        print(msg, file=sys.stderr, flush=True)
-        rc = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:  # context invalidated by the signal handler mid-spin
-        pass
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.shutdown()
-            with contextlib.suppress(Exception):
-                node.destroy_node()
-        rclpy.try_shutdown()
-    return rc
+    return run_node(
+        "so_arm_driver",
+        DriverNode,
+        args=args,
+        start=True,
+        startup_errors=(DriverStartupError,),
+        num_threads=3,
+    )
 
 
 if __name__ == "__main__":
