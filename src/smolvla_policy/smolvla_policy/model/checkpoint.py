@@ -112,39 +112,66 @@ def resolve_vlm(
 _ST_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
-def _mapped_tensor(path: Path, key: str) -> torch.Tensor | None:
-    """``key`` of a safetensors file as a copy-on-write memory map: no RSS until its pages are touched.
-
-    Used for ``lm_head.weight`` (190 MB, never used by SmolVLA); None if the layout is unexpected."""
+def _header(path: Path) -> tuple[int, dict[str, Any]]:
     import json as _json
-
-    import numpy as np
 
     with open(path, "rb") as fh:
         n = int.from_bytes(fh.read(8), "little")
-        header = _json.loads(fh.read(n))
-    info = header.get(key)
+        return n, _json.loads(fh.read(n))
+
+
+def _mapped_tensor(path: Path, key: str, header: tuple[int, dict[str, Any]]) -> torch.Tensor | None:
+    """``key`` of a safetensors file as its own copy-on-write memory map (no RSS until pages are touched,
+    unmapped when the tensor is freed); None if the layout is unexpected."""
+    import numpy as np
+
+    n, entries = header
+    info = entries.get(key)
     if not info or info.get("dtype") not in _ST_DTYPES:
         return None
     start, end = info["data_offsets"]
-    dtype = _ST_DTYPES[info["dtype"]]
-    count = (end - start) // torch.empty((), dtype=dtype).element_size()
-    raw = np.memmap(path, dtype=np.uint8, mode="c", offset=8 + n + start, shape=(end - start,))
-    flat = torch.from_numpy(raw)
-    if flat.numel() == 0 or count == 0:
+    if end <= start:
         return None
-    return flat.view(dtype).reshape(info["shape"])
+    raw = np.memmap(path, dtype=np.uint8, mode="c", offset=8 + n + start, shape=(end - start,))
+    return torch.from_numpy(raw).view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
 
 
-def read_state_dict(path: Path, lazy: tuple[str, ...] = OPTIONAL_KEYS) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file (``lazy`` keys memory-mapped instead of read)."""
+def column_major_key(key: str) -> bool:
+    """Weights the CPU path keeps column-major (see ``SmolVLAModel.use_column_major_small_gemms``)."""
+    if not key.endswith(".weight"):
+        return False
+    if key.startswith("model.vlm_with_expert.lm_expert.layers.") and "layernorm" not in key:
+        return True
+    return key.split(".")[1] in (
+        "action_in_proj",
+        "action_out_proj",
+        "action_time_mlp_in",
+        "action_time_mlp_out",
+    )
+
+
+def read_state_dict(
+    path: Path, lazy: tuple[str, ...] = OPTIONAL_KEYS, column_major: bool = False
+) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file. ``lazy`` keys stay memory-mapped (lm_head: never touched);
+    with ``column_major`` the expert/projection weights are read straight into column-major memory (their
+    own short-lived map), so no second, row-major copy stays resident."""
     if not path.exists():
         raise CheckpointError(f"{path} not found (only safetensors checkpoints are supported)")
+    header = _header(path)
     out = {}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-            mapped = _mapped_tensor(path, key) if key in lazy else None
-            out[key] = mapped if mapped is not None else f.get_tensor(key)
+            tensor = None
+            if key in lazy:
+                tensor = _mapped_tensor(path, key, header)
+            elif column_major and column_major_key(key):
+                mapped = _mapped_tensor(path, key, header)
+                if mapped is not None and mapped.ndim == 2:
+                    tensor = torch.empty((mapped.shape[1], mapped.shape[0]), dtype=mapped.dtype).t()
+                    tensor.copy_(mapped)
+                    del mapped
+            out[key] = tensor if tensor is not None else f.get_tensor(key)
     return out
 
 
@@ -190,7 +217,8 @@ def load_policy(
         raise CheckpointError(f"{directory / CONFIG_NAME}: {exc}") from exc
     normalizer, tok_cfg = load_normalizer(directory, config)
     vlm, tok = resolve_vlm(config, directory, vlm_config, tokenizer, tok_cfg.get("tokenizer_name"))
-    state = read_state_dict(directory / WEIGHTS_NAME)
+    cpu = torch.device(device).type == "cpu"
+    state = read_state_dict(directory / WEIGHTS_NAME, column_major=cpu)
     policy = SmolVLAPolicy(config, vlm, tokenizer=tok, normalizer=normalizer, device="meta", dtype=None)
     absent = check_state_dict(policy, state)
     policy.load_state_dict(state, strict=False, assign=True)

@@ -47,6 +47,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def _release_freed_memory() -> None:
+    """Give heap pages freed by load-time conversions back to the OS (glibc ``malloc_trim``; else no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class SmolVLAPolicy(nn.Module):
     """SmolVLA with its processors. ``state_dict()`` names equal lerobot's ``model.safetensors``."""
 
@@ -123,6 +133,7 @@ class SmolVLAPolicy(nn.Module):
         self.model.vlm_with_expert.vlm.requires_grad_(False)
         if self.device.type == "cpu":
             self.model.use_column_major_small_gemms()
+            _release_freed_memory()
         if quantize:
             self.quantize_dynamic_int8()
         return self
