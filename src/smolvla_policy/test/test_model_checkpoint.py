@@ -158,3 +158,20 @@ def test_save_over_own_directory_keeps_mapped_lm_head_valid(tiny_dir: Path, tmp_
     pol.save_pretrained(own)
     torch.testing.assert_close(pol.state_dict()[key], before)
     torch.testing.assert_close(load_file(str(own / "model.safetensors"))[key], before)
+
+
+def test_cpu_load_keeps_expert_weights_column_major(tiny_dir: Path) -> None:
+    pol = SmolVLAPolicy.from_pretrained(tiny_dir)
+    gate = pol.model.vlm_with_expert.lm_expert.layers[0].mlp.gate_proj.weight
+    assert gate.stride() == (1, gate.shape[0])  # column-major: F.linear runs a non-transposed GEMM
+    text_gate = pol.model.vlm_with_expert.vlm.model.text_model.layers[0].mlp.gate_proj.weight
+    assert text_gate.is_contiguous()
+    stored = load_file(str(tiny_dir / "model.safetensors"))
+    for key, value in pol.state_dict().items():
+        assert torch.equal(value, stored[key]), key
+    images, state = _obs(pol)
+    fast = pol.predict_chunk(images, state, TASK, seed=6)
+    for m in pol.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight = torch.nn.Parameter(m.weight.detach().contiguous(), requires_grad=False)
+    np.testing.assert_allclose(pol.predict_chunk(images, state, TASK, seed=6), fast, atol=1e-4, rtol=1e-5)

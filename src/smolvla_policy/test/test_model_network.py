@@ -287,6 +287,8 @@ def test_int8_dynamic_mode_runs_and_refuses_to_save(tiny_dir: Path, tmp_path: Pa
     from smolvla_policy.model import CheckpointError
 
     q = SmolVLAPolicy.from_pretrained(tiny_dir, dtype="int8_dynamic")
+    assert q.quantized == ("connector", "vision")
+    q.quantize_dynamic_int8(("text", "expert"))
     assert q.quantized == ("connector", "expert", "text", "vision")
     images, state = _obs()
     chunk = q.predict_chunk(images, state, TASK, seed=0)
