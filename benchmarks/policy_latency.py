@@ -136,8 +136,8 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def run_worker(size: str, mode: str, args: argparse.Namespace, tmp: Path) -> dict:
-    out = tmp / f"{size}-{mode}.json"
+def run_worker(size: str, mode: str, args: argparse.Namespace, tmp: Path, tag: str = "") -> dict:
+    out = tmp / f"{size}-{mode}{tag}.json"
     ckpt = tmp / f"ckpt-{size}"
     if not ckpt.exists():
         subprocess.run(
@@ -190,6 +190,19 @@ def lerobot_reference(size: str, args: argparse.Namespace) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def pool_reference(rounds: list[dict]) -> dict:
+    """Pool several time_lerobot.py results: all chunk latencies; stage/CPU medians over the rounds."""
+    lat = [x for r in rounds for x in r["latency_s"]]
+    out = dict(rounds[-1])
+    out["latency_s"] = lat
+    out["median_s"] = statistics.median(lat)
+    out["min_s"], out["max_s"] = min(lat), max(lat)
+    for key in ("vision_s", "prefix_s", "denoise_s", "cpu_s_per_chunk"):
+        out[key] = statistics.median(r[key] for r in rounds)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    return out
+
+
 def med(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -204,7 +217,8 @@ def main() -> None:
         help="OMP_WAIT_POLICY for every measured process, ours and lerobot's ('' = OpenMP default)",
     )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3, help="timed chunks per process")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating lerobot / our fp32 rounds per size")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -229,20 +243,44 @@ def main() -> None:
     refs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
-            ref = lerobot_reference(size, args)
-            if ref is not None:
-                refs[size] = ref
-                print(
-                    f"{size:4s} lerobot     median {ref['median_s']:.3f} s (vision {ref['vision_s']:.3f}, "
-                    f"prefix {ref['prefix_s']:.3f}, denoise {ref['denoise_s']:.3f}), "
-                    f"cpu {ref['cpu_s_per_chunk']:.2f} s, rss {ref['peak_rss_mb'] / 1024:.2f} GB",
-                    flush=True,
-                )
+            # lerobot and our fp32 alternate for --rounds rounds (the load drifts); every timed chunk
+            # of every round is pooled, so neither side gets only the quiet (or the busy) minutes.
+            ref_rounds: list[dict] = []
+            fp32_rounds: list[dict] = []
+            for rnd in range(args.rounds):
+                ref = lerobot_reference(size, args)
+                if ref is not None:
+                    ref_rounds.append(ref)
+                    print(
+                        f"{size:4s} lerobot     round {rnd}: median {ref['median_s']:.3f} s "
+                        f"(vision {ref['vision_s']:.3f}, prefix {ref['prefix_s']:.3f}, "
+                        f"denoise {ref['denoise_s']:.3f}), cpu {ref['cpu_s_per_chunk']:.2f} s",
+                        flush=True,
+                    )
+                if "fp32" in args.modes.split(","):
+                    res = run_worker(size, "fp32", args, Path(tmp), tag=f"r{rnd}")
+                    fp32_rounds.append(res)
+                    r = res["runs"]
+                    print(
+                        f"{size:4s} fp32        round {rnd}: median {med(r, 'total'):.3f} s "
+                        f"(vision {med(r, 'vision'):.3f}, prefix {med(r, 'prefix'):.3f}, "
+                        f"denoise {med(r, 'denoise'):.3f}), cpu {med(r, 'cpu'):.2f} s",
+                        flush=True,
+                    )
+            if ref_rounds:
+                refs[size] = pool_reference(ref_rounds)
             ref_chunk = None
+            if fp32_rounds:
+                res = dict(fp32_rounds[-1])
+                res["runs"] = [x for rr in fp32_rounds for x in rr["runs"]]
+                res["peak_rss_gb"] = max(rr["peak_rss_gb"] for rr in fp32_rounds)
+                res["dev"], res["scale"] = 0.0, float(np.abs(res["chunk"]).max())
+                ref_chunk = res["chunk"]
+                results.append(res)
             for mode in args.modes.split(","):
-                res = run_worker(size, mode, args, Path(tmp))
                 if mode == "fp32":
-                    ref_chunk = res["chunk"]
+                    continue
+                res = run_worker(size, mode, args, Path(tmp))
                 res["dev"] = float(np.abs(res["chunk"] - ref_chunk).max()) if ref_chunk is not None else None
                 res["scale"] = float(np.abs(ref_chunk).max()) if ref_chunk is not None else None
                 results.append(res)
@@ -355,7 +393,9 @@ def main() -> None:
     body = (
         "## SmolVLA chunk latency (`benchmarks/policy_latency.py`)\n\n"
         f"{machine}; torch threads {args.threads}, OMP_WAIT_POLICY={args.omp_wait_policy or 'default'} "
-        f"(for lerobot too); {args.warmup} warm-up + {args.runs} timed chunks per row, "
+        f"(for lerobot too); {args.warmup} warm-up + {args.runs} timed chunks per process; lerobot and our "
+        f"fp32 alternate for {args.rounds} rounds (fresh processes) and their chunks are pooled, other modes "
+        "run once; "
         "each row in its own process (peak RSS is that process's). Workload: 2 cameras 512x512, 6-joint "
         "state, 12-token task, 10 Euler steps; seeded random weights saved in lerobot's layout and loaded "
         "with `SmolVLAPolicy.from_pretrained` (the unused lm_head stays memory-mapped). Deviation: "
