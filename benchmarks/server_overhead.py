@@ -91,7 +91,7 @@ def main() -> None:
                     "checkpoint": str(ckpt_dir),
                     "device": "cpu",
                     "seed": 0,
-                    "backend_options": "'{\"num_threads\": 1}'",
+                    "backend_options": '{"num_threads": 1}',
                     "publish_markers": False,
                 },
             )

@@ -53,7 +53,7 @@ def test_queue_with_real_policy_server_and_a_camera(ros_executor, run_node) -> N
             "policy_server",
             parameters={
                 "backend": "scripted",
-                "backend_options": '\'{"mode": "sinusoid"}\'',  # YAML-quoted for -p
+                "backend_options": '{"mode": "sinusoid"}',  # ros_harness quotes it for -p
                 "latency_ms": 150.0,
                 "publish_markers": False,
             },

@@ -56,7 +56,7 @@ def server(checkpoint: Path) -> Any:
             "seed": SEED,
             "fps": FPS,
             "max_image_pixels": MAX_PIXELS,
-            "backend_options": "'{\"num_threads\": 1}'",  # quoted: -p values are YAML
+            "backend_options": '{"num_threads": 1}',  # ros_harness quotes it for -p
         },
     )
     try:

@@ -31,7 +31,7 @@ def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Pat
         parameters={
             "action_name": ACTION,
             "backend": "smolvla_policy.server.testing:gated_scripted_backend",
-            "backend_options": "'" + json.dumps(options) + "'",
+            "backend_options": json.dumps(options),  # ros_harness quotes it for -p
             "num_steps": 2,
         },
     )
