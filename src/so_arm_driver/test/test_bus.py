@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -12,15 +11,6 @@ from so_arm_driver import bus as busmod
 from so_arm_driver import control_table as ct
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.emulator import Emulator
-
-
-@pytest.fixture(autouse=True)
-def _fast_gil_switch():
-    # the in-process emulator thread competes for the GIL with the SDK's busy-wait (ENVIRONMENT.md §9 quirk 3)
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(old)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 
@@ -25,14 +24,6 @@ WAYPOINTS = {
     4: [2048, 1500, 2600, 2048],
     6: [2500, 2000, 3400, 2500],
 }
-
-
-@pytest.fixture(autouse=True)
-def _fast_gil_switch():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(old)
 
 
 def _script(steps: int = 60) -> list[dict[int, int]]:

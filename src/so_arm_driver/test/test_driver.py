@@ -4,7 +4,6 @@ trajectories, malformed commands, error counting and recovery, torque."""
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 
@@ -22,14 +21,6 @@ CAL = {
     "wrist_roll": {"id": 5, "drive_mode": 0, "homing_offset": -260, "range_min": 0, "range_max": 4095},
     "gripper": {"id": 6, "drive_mode": 0, "homing_offset": 1400, "range_min": 2030, "range_max": 3470},
 }
-
-
-@pytest.fixture(autouse=True)
-def _fast_gil_switch():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(old)
 
 
 @pytest.fixture

@@ -15,14 +15,6 @@ from so_arm_driver.bus import FeetechBus
 from so_arm_driver.emulator import Emulator, positions_from_calibration
 
 
-@pytest.fixture(autouse=True)
-def _fast_gil_switch():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(old)
-
-
 def packet(motor_id: int, inst: int, *params: int) -> bytes:
     body = [motor_id, len(params) + 2, inst, *params]
     return bytes([0xFF, 0xFF, *body, ct.checksum(body)])
