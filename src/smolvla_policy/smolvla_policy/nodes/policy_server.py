@@ -11,6 +11,7 @@ Parameters: config/policy_server.yaml.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -320,6 +321,10 @@ def _descriptor(spec: Any) -> ParameterDescriptor:
 
 
 def main(args: list[str] | None = None) -> None:
+    # OpenMP threads that sleep instead of spinning between the model's kernels: on a machine shared with
+    # the other nodes this cut a chunk's CPU time by a third (benchmarks/policy_latency.py). Must be set
+    # before torch loads; a value from the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Own SIGINT/SIGTERM handling: finish every goal (aborted, "shutting down") and send the results while
     # the context is still valid, then stop the executor, join its thread and shut rclpy down.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
