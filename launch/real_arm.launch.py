@@ -21,6 +21,7 @@ from smolvla_policy.launch_common import (
     dds_profile,
     policy_arguments,
     policy_server_node,
+    rviz,
 )
 
 
@@ -71,4 +72,4 @@ def generate_launch_description() -> LaunchDescription:
         for name in ("top", "wrist")
     ]
     server = policy_server_node(condition=IfCondition(arg("policy_server")))
-    return LaunchDescription([*args, *dds_profile(), driver, *cameras, server, action_queue_node()])
+    return LaunchDescription([*args, *dds_profile(), driver, *cameras, server, action_queue_node(), *rviz()])

@@ -20,6 +20,7 @@ from smolvla_policy.launch_common import (
     dds_profile,
     policy_arguments,
     policy_server_node,
+    rviz,
 )
 
 
@@ -63,5 +64,5 @@ def generate_launch_description() -> LaunchDescription:
     )
     sim_time = {"use_sim_time": arg("use_sim_time")}
     return LaunchDescription(
-        [*args, *dds_profile(), sim, policy_server_node(sim_time), action_queue_node(sim_time)]
+        [*args, *dds_profile(), sim, policy_server_node(sim_time), action_queue_node(sim_time), *rviz()]
     )

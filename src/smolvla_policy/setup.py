@@ -17,7 +17,7 @@ setup(
         ("share/" + PACKAGE + "/launch", sorted(glob("../../launch/*.launch.py"))),
         (
             "share/" + PACKAGE + "/config",
-            sorted(glob("../../config/*.yaml")) + sorted(glob("../../config/*.xml")),
+            sorted(glob("../../config/*.yaml") + glob("../../config/*.xml") + glob("../../config/*.rviz")),
         ),
     ],
     include_package_data=True,

@@ -74,3 +74,15 @@ def test_launch_arguments_override_node_parameters() -> None:
 def test_conditions_are_honoured() -> None:
     plan = mini_launch.describe(LAUNCH_DIR / "real_arm.launch.py", {"policy_server": "false"})
     assert "policy_server" not in {n.executable for n in plan.nodes}
+
+
+@pytest.mark.parametrize("name", ["sim_demo.launch.py", "real_arm.launch.py"])
+def test_rviz_is_optional_and_uses_the_installed_config(name: str) -> None:
+    assert "rviz2" not in {n.executable for n in mini_launch.describe(LAUNCH_DIR / name).nodes}
+    plan = mini_launch.describe(LAUNCH_DIR / name, {"rviz": "true"})
+    (node,) = [n for n in plan.nodes if n.executable == "rviz2"]
+    config = Path(node.arguments[node.arguments.index("-d") + 1])
+    assert config.name == "smolvla.rviz" and config.exists()
+    displays = yaml.safe_load(config.read_text())["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if "Topic" in d}
+    assert {"/smolvla/chunk_markers", "/cameras/top/image_raw", "/cameras/wrist/image_raw"} <= topics

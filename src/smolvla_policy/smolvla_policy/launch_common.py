@@ -114,3 +114,25 @@ def action_queue_node(extra: dict[str, Any] | None = None) -> Any:
         name="action_queue",
         parameters=[config_file("action_queue.yaml"), params],
     )
+
+
+def rviz() -> list[Any]:
+    """The ``rviz`` argument and an rviz2 node (off by default) showing the predicted gripper path of each
+    chunk and the cameras (config/smolvla.rviz)."""
+    from launch.actions import DeclareLaunchArgument
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    return [
+        DeclareLaunchArgument(
+            "rviz", default_value="false", description="start rviz2 with config/smolvla.rviz"
+        ),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", config_file("smolvla.rviz")],
+            condition=IfCondition(LaunchConfiguration("rviz")),
+        ),
+    ]
