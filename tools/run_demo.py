@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         + str(next(n for n in plan.nodes if n.executable == "policy_server").parameters["backend"])
     )
     procs = mini_launch.start_nodes(plan)
-    rclpy.init()
+    rclpy.init(args=[])  # not sys.argv: rcl would read the launch arguments (name:=value) as remappings
     node = rclpy.create_node("demo_monitor")
     state: dict[str, object] = {"status": None, "success": False}
     node.create_subscription(QueueStatus, "/smolvla/queue_status", lambda m: state.update(status=m), 10)
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         st = state["status"]
         if results:
             n_ok = sum(ok for _, ok, _ in results)
-            mean_t = sum(t for _, ok, t in results if ok) / max(n_ok, 1)
-            print(f"[demo] {n_ok}/{len(results)} episodes succeeded (mean {mean_t:.1f} s when successful)")
+            times = [t for _, ok, t in results if ok]
+            mean = f" (mean {sum(times) / len(times):.1f} s when successful)" if times else ""
+            print(f"[demo] {n_ok}/{len(results)} episodes succeeded{mean}")
         if st is not None:
             print(
                 f"[demo] queue: {st.tick} ticks, {st.idle_ticks} idle, {st.chunks_received} chunks, "
