@@ -18,6 +18,9 @@ setup(
     description="rosbag2 to LeRobot v3 dataset conversion and SmolVLA finetuning.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "smolvla_train = smolvla_train.cli:main",
+            "episode_recorder = smolvla_train.nodes.episode_recorder:main",
+        ],
     },
 )
