@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 import ros_harness  # noqa: E402  (put on sys.path by _report)
+from so_arm_description.robot_spec import MOTOR_IDS, SO101_LIMITS  # noqa: E402
 from so_arm_driver import calibration as calib  # noqa: E402
 from so_arm_driver.bus import FeetechBus  # noqa: E402
 from so_arm_driver.driver import ArmDriver, DriverConfig  # noqa: E402
-from so_arm_driver.robot_spec import MOTOR_IDS, SO101_LIMITS  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

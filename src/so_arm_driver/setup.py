@@ -9,7 +9,6 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
-        ("share/" + PACKAGE + "/urdf", ["urdf/so101.urdf", "urdf/so100.urdf"]),
         (
             "share/" + PACKAGE + "/config",
             ["../../config/camera_node.yaml", "../../config/so_arm_driver.yaml"],
@@ -22,7 +21,7 @@ setup(
     maintainer_email="maintainers@smolvla-ros.invalid",
     description=(
         "SO-100/SO-101 hardware interface over the Feetech STS3215 bus (lerobot-compatible "
-        "calibration), a servo-bus emulator, camera nodes and robot descriptions."
+        "calibration), a servo-bus emulator and camera nodes."
     ),
     license="Apache-2.0",
     entry_points={

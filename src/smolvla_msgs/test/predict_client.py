@@ -15,9 +15,9 @@ import rclpy
 from rclpy.action import ActionClient
 from sensor_msgs.msg import JointState
 
+from smolvla_common.image_conversion import numpy_to_image
 from smolvla_msgs.action import PredictChunk
-from so_arm_driver.image_conversion import numpy_to_image
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.robot_spec import JOINT_NAMES
 
 
 def main() -> int:

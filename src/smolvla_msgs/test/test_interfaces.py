@@ -11,10 +11,10 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from smolvla_common.image_conversion import image_to_numpy, numpy_to_image
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk, Observation, QueueStatus
-from so_arm_driver.image_conversion import image_to_numpy, numpy_to_image
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.robot_spec import JOINT_NAMES
 
 MSG_DIR = Path(__file__).resolve().parent.parent / "msg"
 

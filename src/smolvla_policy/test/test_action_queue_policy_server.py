@@ -24,7 +24,7 @@ class CameraPublisher:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
 
-        from so_arm_driver.image_conversion import numpy_to_image
+        from smolvla_common.image_conversion import numpy_to_image
 
         self.node = Node("fake_camera", context=executor.context)  # type: ignore[attr-defined]
         self.pub = self.node.create_publisher(Image, f"/cameras/{name}/image_raw", qos_profile_sensor_data)

@@ -15,7 +15,7 @@ import pytest
 
 from ros_harness import NodeProcess, wait_for
 from smolvla_policy.server.testing import PolicyClient, camera_images, make_observation, status_name
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.robot_spec import JOINT_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_good_goal_yields_a_chunk_in_request_order_and_radians(
     # Published as well, and as an rviz gripper path when the arm's kinematics are available.
     assert wait_for(lambda: any(c.start_timestep == 123 for c in client.chunks), 10.0)
     try:
-        import so_arm_driver.kinematics  # noqa: F401
+        import so_arm_description.kinematics  # noqa: F401
     except ImportError:
         return
     assert wait_for(lambda: len(client.markers) > n_markers, 10.0)

@@ -24,7 +24,7 @@ from smolvla_policy.server.scheduler import (
 )
 from smolvla_policy.server.smolvla_backend import map_cameras
 from smolvla_policy.server.testing import camera_images, make_observation
-from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 # ------------------------------------------------------------------------------------------------ parameters
 
@@ -462,7 +462,7 @@ def test_markers_follow_the_forward_kinematics():
 
 
 def test_markers_with_the_arm_kinematics():
-    kin = pytest.importorskip("so_arm_driver.kinematics")
+    kin = pytest.importorskip("so_arm_description.kinematics")
     arr = build_chunk_markers(
         np.zeros((3, 6)), JOINT_NAMES, kin.forward_kinematics, frame_id="base_link", stamp=(0, 0)
     )

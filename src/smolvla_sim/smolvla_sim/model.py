@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import mujoco
 
-from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 # Geometric sizes of the scene (metres).
 CUBE_HALF = 0.0125

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from smolvla_sim.model import build_model, robot_limits
-from so_arm_driver.kinematics import link_frames
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.kinematics import link_frames
+from so_arm_description.robot_spec import JOINT_NAMES
 
 
 @pytest.mark.parametrize("robot", ["so101", "so100"])

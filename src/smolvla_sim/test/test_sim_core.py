@@ -8,7 +8,7 @@ import pytest
 from smolvla_sim.expert import ScriptedExpert, run_expert_episode
 from smolvla_sim.model import build_model
 from smolvla_sim.sim import ArmSim, SimConfig
-from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import ros_harness
 from ros_harness import wait_for
 
 pytestmark = pytest.mark.slow
+TOOLS = Path(__file__).resolve().parents[3] / "tools"
 
 rclpy = pytest.importorskip("rclpy")
 from builtin_interfaces.msg import Duration  # noqa: E402
@@ -27,8 +29,8 @@ from std_msgs.msg import Bool, UInt32  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
-from so_arm_driver.image_conversion import image_to_numpy  # noqa: E402
-from so_arm_driver.robot_spec import JOINT_NAMES  # noqa: E402
+from smolvla_common.image_conversion import image_to_numpy  # noqa: E402
+from so_arm_description.robot_spec import JOINT_NAMES  # noqa: E402
 
 
 def _sec(stamp) -> float:  # type: ignore[no-untyped-def]
@@ -210,7 +212,7 @@ def test_expert_through_ros_from_a_separate_process(mode, episodes, rtf):  # typ
     """The expert's targets go to sim_node on /joint_commands from another process (which starts sim_node)."""
     env = ros_harness.ros_environment()
     cmd = [
-        *(sys.executable, "-m", "smolvla_sim.run_expert_ros", "--episodes", str(episodes), "--seed", "300"),
+        *(sys.executable, str(TOOLS / "run_expert_ros.py"), "--episodes", str(episodes), "--seed", "300"),
         *("--real-time-factor", str(rtf), *mode),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

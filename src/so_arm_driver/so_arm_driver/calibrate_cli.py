@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from so_arm_description.robot_spec import MOTOR_IDS
 from so_arm_driver import calibration as calib
 from so_arm_driver import control_table as ct
 from so_arm_driver.bus import BusError, BusOpenError, FeetechBus
-from so_arm_driver.robot_spec import MOTOR_IDS
 
 FULL_TURN_JOINTS = ("wrist_roll",)
 

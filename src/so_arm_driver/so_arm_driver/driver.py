@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import bus as busmod
 from so_arm_driver import control_table as ct
 from so_arm_driver.calibration import Calibration, MotorCalibration
-from so_arm_driver.robot_spec import JOINT_NAMES
 
 #: Torque (N m) used to turn Present_Load (per mille of the maximum torque) into an effort; STS3215 ~3.35.
 STS3215_MAX_TORQUE_NM = 3.35

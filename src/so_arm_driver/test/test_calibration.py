@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, SO101_LIMITS
 from so_arm_driver import calibration as calib
 from so_arm_driver.calibration import MotorCalibration
-from so_arm_driver.robot_spec import JOINT_NAMES, MOTOR_IDS, SO101_LIMITS
 
 # A calibration as lerobot writes it (values of a real SO-101 follower, plus one joint whose recorded range
 # crosses the 0/4095 seam, as a hand-edited or foreign file could have it).

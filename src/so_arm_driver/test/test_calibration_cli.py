@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
+from so_arm_description.robot_spec import MOTOR_IDS
 from so_arm_driver import calibrate_cli as cli
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.emulator import Emulator
-from so_arm_driver.robot_spec import MOTOR_IDS
 
 MIDDLE = {1: 2048, 2: 4000, 3: 1000, 4: 2048, 5: 3000, 6: 2500}
 # encoder waypoints per servo (homing offset 0); servo 2 sweeps across the 0/4095 seam

@@ -31,7 +31,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from so_arm_driver.image_conversion import image_to_numpy  # noqa: E402
+from smolvla_common.image_conversion import image_to_numpy  # noqa: E402
 
 
 class Probe:

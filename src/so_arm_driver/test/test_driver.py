@@ -7,11 +7,11 @@ import math
 
 import pytest
 
+from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError, DriverState
 from so_arm_driver.emulator import Emulator
-from so_arm_driver.robot_spec import JOINT_NAMES
 
 CAL = {
     "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1012, "range_min": 758, "range_max": 3322},

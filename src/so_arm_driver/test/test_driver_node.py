@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ros_harness import wait_for
+from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import calibration as calib
 from so_arm_driver.emulator import Emulator
-from so_arm_driver.robot_spec import JOINT_NAMES
 
 pytestmark = pytest.mark.slow
 

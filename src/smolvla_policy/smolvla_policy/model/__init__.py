@@ -6,12 +6,9 @@ Main entry point: :class:`SmolVLAPolicy` (``from_pretrained``, ``predict_chunk``
 from .checkpoint import CheckpointError
 from .configuration import SmolVLAConfig, VLMConfig, full_size_config
 from .policy import SmolVLAPolicy
-from .units import JointUnit, JointUnits
 
 __all__ = [
     "CheckpointError",
-    "JointUnit",
-    "JointUnits",
     "SmolVLAConfig",
     "SmolVLAPolicy",
     "VLMConfig",

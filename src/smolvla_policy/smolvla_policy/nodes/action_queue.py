@@ -43,11 +43,11 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from smolvla_common.node_main import run_node
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, QueueConfig
-from so_arm_driver.node_main import run_node
-from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 try:  # rclpy raises RCLError when the context goes away under a running executor
     from rclpy._rclpy_pybind11 import RCLError

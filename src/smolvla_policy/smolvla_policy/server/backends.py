@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from smolvla_policy.backend import BadRequest, ChunkRequest, InferenceCancelled, PolicyBackend, StepCallback
-from so_arm_driver.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 DEFAULT_CHUNK_SIZE = 50
 DEFAULT_NUM_STEPS = 10
@@ -269,7 +269,7 @@ def lerobot_to_radians(
 def make_joint_units(names: Sequence[str], joint_units: Mapping[str, str] | None = None) -> Any:
     """``JointUnits`` for ``names``: lerobot's SO-10x convention (degrees, gripper 0..100 of its range) with
     the per-joint overrides of the ``joint_units`` parameter (joint -> degrees | radians | range_0_100)."""
-    from smolvla_policy.model.units import JointUnits
+    from so_arm_description.units import JointUnits
 
     overrides = dict(joint_units or {})
     unknown = [j for j in overrides if j not in names]

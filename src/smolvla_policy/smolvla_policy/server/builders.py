@@ -2,7 +2,7 @@
 
 No rclpy import: only message classes. The forward kinematics are passed in as a callable
 ``fk(joint_positions (N, 6) radians in JOINT_NAMES order, robot) -> (N, 3) metres`` so the builder is testable
-without the kinematics module; :func:`load_forward_kinematics` finds ``so_arm_driver.kinematics`` lazily.
+without the kinematics module; :func:`load_forward_kinematics` finds ``so_arm_description.kinematics`` lazily.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.robot_spec import JOINT_NAMES
 
 ForwardKinematics = Callable[..., np.ndarray]
 
@@ -118,12 +118,12 @@ def build_chunk_markers(
 
 
 def load_forward_kinematics() -> tuple[ForwardKinematics | None, str]:
-    """``so_arm_driver.kinematics.forward_kinematics`` if available, else (None, reason)."""
+    """``so_arm_description.kinematics.forward_kinematics`` if available, else (None, reason)."""
     try:
-        from so_arm_driver.kinematics import forward_kinematics
+        from so_arm_description.kinematics import forward_kinematics
     except Exception as exc:  # ImportError, or a broken module: markers are optional
         return (
             None,
-            f"so_arm_driver.kinematics.forward_kinematics is not available ({type(exc).__name__}: {exc})",
+            f"so_arm_description.kinematics is not available ({type(exc).__name__}: {exc})",
         )
     return forward_kinematics, ""

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from smolvla_common.image_conversion import POLICY_ENCODINGS, ImageConversionError, image_to_rgb8
 from smolvla_policy.backend import BadRequest, ChunkRequest
-from so_arm_driver.image_conversion import POLICY_ENCODINGS, ImageConversionError, image_to_rgb8
 
 
 @dataclass(frozen=True)

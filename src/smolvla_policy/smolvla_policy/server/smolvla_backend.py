@@ -20,7 +20,7 @@ import numpy as np
 
 from smolvla_policy.backend import BadRequest, ChunkRequest, StepCallback
 from smolvla_policy.server.backends import make_joint_units
-from so_arm_driver.robot_spec import JOINT_NAMES
+from so_arm_description.robot_spec import JOINT_NAMES
 
 
 def resolve_device(device: str) -> str:

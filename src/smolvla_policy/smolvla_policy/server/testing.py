@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from so_arm_driver.image_conversion import numpy_to_image
-from so_arm_driver.robot_spec import JOINT_NAMES
+from smolvla_common.image_conversion import numpy_to_image
+from so_arm_description.robot_spec import JOINT_NAMES
 
 
 def camera_images(

@@ -41,11 +41,11 @@ from std_msgs.msg import Bool, UInt32
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from smolvla_common.image_conversion import numpy_to_image
+from smolvla_common.node_main import run_node
 from smolvla_sim.commands import CommandFollower
 from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
-from so_arm_driver.image_conversion import numpy_to_image
-from so_arm_driver.node_main import run_node
 
 STARTUP_ONLY = (
     "robot",

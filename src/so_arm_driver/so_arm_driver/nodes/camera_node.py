@@ -29,6 +29,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
+from smolvla_common.image_conversion import numpy_to_image
 from so_arm_driver.camera import (
     CameraConfig,
     CameraIntrinsics,
@@ -38,7 +39,6 @@ from so_arm_driver.camera import (
     load_calibration,
     pinhole_intrinsics,
 )
-from so_arm_driver.image_conversion import numpy_to_image
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # parameters that change the running stream without a restart

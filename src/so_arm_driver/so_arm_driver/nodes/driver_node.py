@@ -36,11 +36,11 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from smolvla_common.node_main import run_node
+from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError
-from so_arm_driver.node_main import run_node
-from so_arm_driver.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 
 EMULATED = "emulated"
 ROBOTS = ("so100", "so101")

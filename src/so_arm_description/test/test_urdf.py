@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from so_arm_driver import kinematics
-from so_arm_driver.robot_spec import JOINT_NAMES, ROBOTS, get_robot_spec
+from so_arm_description import kinematics
+from so_arm_description.robot_spec import JOINT_NAMES, ROBOTS, get_robot_spec
 
 URDF_DIR = Path(__file__).resolve().parent.parent / "urdf"
 ROBOT_NAMES = sorted(ROBOTS)
@@ -177,12 +177,12 @@ def test_so101_tcp_at_zero_from_urdf():
 def test_urdfs_are_installed_into_share():
     ament = pytest.importorskip("ament_index_python.packages")
     try:
-        share = Path(ament.get_package_share_directory("so_arm_driver"))
+        share = Path(ament.get_package_share_directory("so_arm_description"))
     except ament.PackageNotFoundError:
-        pytest.skip("so_arm_driver is not installed (colcon build)")
+        pytest.skip("so_arm_description is not installed (colcon build)")
     for name in ROBOT_NAMES:
         installed = share / "urdf" / get_robot_spec(name).urdf
-        assert installed.is_file(), f"{installed} missing: rebuild so_arm_driver"
+        assert installed.is_file(), f"{installed} missing: rebuild so_arm_description"
         assert installed.read_text() == (URDF_DIR / installed.name).read_text()
 
 

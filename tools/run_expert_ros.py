@@ -1,7 +1,7 @@
 """Run the scripted expert through ROS: a separate process that drives ``sim_node`` via ``/joint_commands``.
 
-    python -m smolvla_sim.run_expert_ros --episodes 50            # starts its own sim_node (no cameras)
-    python -m smolvla_sim.run_expert_ros --no-start-sim --sim-node sim_node --episodes 5
+    python tools/run_expert_ros.py --episodes 50            # starts its own sim_node (no cameras)
+    python tools/run_expert_ros.py --no-start-sim --sim-node sim_node --episodes 5
 
 Per episode: call ``/<sim>/reset``, wait for fresh ``/joint_states`` and ``/<sim>/objects`` (the simulator's
 true object poses), plan with the expert, stream the targets as one-point ``JointTrajectory`` messages paced

@@ -1,32 +1,33 @@
-"""Facts about the SO-100 / SO-101 arms shared by the driver, the simulator and the policy nodes.
+"""Per-robot facts of the SO-100 / SO-101 arms shared by the driver, the simulator and the policy nodes.
 
 Joint names follow the ROS graph contract (README): positions in radians (REP 103), zero at the middle of the
 calibrated range (the same convention as lerobot's degrees mode and the so101_new_calib MJCF).
 
 Per-robot facts are collected in :class:`RobotSpec` (``ROBOTS["so100"]``, ``ROBOTS["so101"]``,
-:func:`get_robot_spec`).
-The kinematic chains themselves live in :mod:`so_arm_driver.kinematics` and in ``urdf/so10x.urdf``.
-No ROS import here.
+:func:`get_robot_spec`). The limits here are the description's (uncalibrated) ones; an arm's calibrated limits
+come from its calibration file and reach the other nodes through ``/robot_description``
+(:mod:`so_arm_description.robot_model`). The kinematic chains live in :mod:`so_arm_description.kinematics`
+and in ``urdf/so10x.urdf``. No ROS import here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-JOINT_NAMES: tuple[str, ...] = (
-    "shoulder_pan",
-    "shoulder_lift",
-    "elbow_flex",
-    "wrist_flex",
-    "wrist_roll",
-    "gripper",
-)
+from so_arm_description.joints import ARM_JOINT_NAMES, JOINT_NAMES, MOTOR_IDS
 
-#: The five arm joints (everything but the gripper), in joint order.
-ARM_JOINT_NAMES: tuple[str, ...] = JOINT_NAMES[:5]
-
-#: Servo ids on the Feetech bus, in joint order (lerobot's SO-10x follower).
-MOTOR_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(JOINT_NAMES)}
+__all__ = [
+    "ARM_JOINT_NAMES",
+    "JOINT_NAMES",
+    "MOTOR_IDS",
+    "ROBOTS",
+    "SO100_LIMITS",
+    "SO101_LIMITS",
+    "RobotSpec",
+    "get_robot_spec",
+    "joint_limits",
+    "robot_names",
+]
 
 #: Joint limits in radians (lower, upper), SO-101 (so101_new_calib kinematic facts).
 SO101_LIMITS: dict[str, tuple[float, float]] = {
@@ -58,7 +59,7 @@ class RobotSpec:
 
     name: str
     limits: dict[str, tuple[float, float]]
-    #: URDF file name under ``share/so_arm_driver/urdf``.
+    #: URDF file name under ``share/so_arm_description/urdf``.
     urdf: str
     #: TCP (``gripper_frame``) position in ``base_link`` at q = 0, metres (see kinematics.py).
     tcp_at_zero: tuple[float, float, float]
@@ -103,3 +104,8 @@ def get_robot_spec(robot: str) -> RobotSpec:
 def joint_limits(robot: str = "so101") -> dict[str, tuple[float, float]]:
     """Joint limits (radians) of ``robot`` in joint order."""
     return dict(get_robot_spec(robot).limits)
+
+
+def robot_names() -> tuple[str, ...]:
+    """The known robots ("so100", "so101")."""
+    return tuple(sorted(ROBOTS))

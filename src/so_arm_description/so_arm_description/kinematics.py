@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from so_arm_driver.robot_spec import JOINT_NAMES, get_robot_spec
+from so_arm_description.joints import JOINT_NAMES
+from so_arm_description.robot_spec import get_robot_spec
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _as_batch(joint_positions: np.ndarray | list | tuple) -> tuple[np.ndarray, b
 def link_frames(joint_positions: np.ndarray | list | tuple, robot: str = "so101") -> dict[str, np.ndarray]:
     """Poses of every link in ``base_link``: ``{link: (N, 4, 4)}`` (or ``(4, 4)`` for a single (6,) input).
 
-    Joint order is :data:`~so_arm_driver.robot_spec.JOINT_NAMES`; a (N, 5) input means a closed gripper.
+    Joint order is :data:`~so_arm_description.joints.JOINT_NAMES`; a (N, 5) input means a closed gripper.
     """
     q, single = _as_batch(joint_positions)
     chain = get_chain(robot)

@@ -1,4 +1,4 @@
-"""Forward kinematics (so_arm_driver.kinematics): shapes, conventions, and agreement with the published
+"""Forward kinematics (so_arm_description.kinematics): shapes, conventions, and agreement with the published
 so101_new_calib model (its body chain at q is recomputed here from the published body offsets/quaternions)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from so_arm_driver import kinematics
-from so_arm_driver.robot_spec import JOINT_NAMES, ROBOTS, get_robot_spec
+from so_arm_description import kinematics
+from so_arm_description.robot_spec import JOINT_NAMES, ROBOTS, get_robot_spec
 
 ROBOT_NAMES = sorted(ROBOTS)
 

@@ -1,0 +1,195 @@
+"""The robot model as text: the URDF of an arm with its (calibrated) joint limits, and the way back.
+
+The driver and the simulator publish ``build_urdf(robot, limits)`` on ``/robot_description`` (std_msgs/String,
+reliable + transient local, depth 1, as robot_state_publisher does); every other consumer (action queue,
+policy server, rviz, recorded bags, the dataset converter) reads the limits back with
+:func:`limits_from_urdf`, so one set of numbers -- the arm's calibration -- reaches all of them.
+
+Calibrated limits come from a lerobot calibration file (:func:`limits_from_calibration`): joint zero at the
+middle of ``range_min..range_max``, the half-width either side in radians at lerobot's 360 / 4095 degrees per
+tick (so_arm_driver.calibration uses the same scale for every position it reads and writes).
+
+No ROS import; the URDF files are found in the source tree or in ``share/so_arm_description/urdf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+
+from so_arm_description.joints import JOINT_NAMES
+from so_arm_description.robot_spec import get_robot_spec
+
+#: STS3215 encoder steps per turn, and lerobot's divisor for degrees (``resolution - 1``).
+ENCODER_RESOLUTION = 4096
+LEROBOT_TICKS_PER_TURN = ENCODER_RESOLUTION - 1
+RAD_PER_TICK = 2.0 * math.pi / LEROBOT_TICKS_PER_TURN
+
+PACKAGE = "so_arm_description"
+
+
+class RobotModelError(ValueError):
+    """A URDF or a set of limits that cannot be used (names the joint and the problem)."""
+
+
+def urdf_path(robot: str) -> Path:
+    """Path of ``robot``'s URDF file (source tree first, then the installed share directory)."""
+    name = get_robot_spec(robot).urdf
+    candidates = [Path(__file__).resolve().parent.parent / "urdf" / name]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "urdf" / name)
+    except Exception:  # noqa: BLE001 - ament_index_python missing or the package not installed
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"URDF '{name}' not found (looked in: {', '.join(str(p) for p in candidates)})")
+
+
+def default_limits(robot: str) -> dict[str, tuple[float, float]]:
+    """The description's (uncalibrated) joint limits of ``robot`` in radians, joint order."""
+    return dict(get_robot_spec(robot).limits)
+
+
+def check_limits(limits: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """``limits`` as floats; RobotModelError naming the joint when a pair is not finite with lower < upper."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in limits.items():
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError) as exc:
+            raise RobotModelError(f"joint '{name}': limits {pair!r} are not a (lower, upper) pair") from exc
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise RobotModelError(f"joint '{name}': limits {lo}..{hi} need finite lower < upper")
+        out[name] = (lo, hi)
+    return out
+
+
+def build_urdf(robot: str, limits: Mapping[str, tuple[float, float]] | None = None) -> str:
+    """URDF text of ``robot`` ("so101" | "so100"); its joints' ``<limit lower upper>`` are ``limits`` (rad).
+
+    ``limits`` may name any subset of the joints (the others keep the description's values); None keeps them
+    all. An unknown joint or an invalid pair is a RobotModelError.
+    """
+    spec = get_robot_spec(robot)
+    wanted = check_limits(limits or {})
+    unknown = [n for n in wanted if n not in JOINT_NAMES]
+    if unknown:
+        raise RobotModelError(f"no joint '{unknown[0]}' in {spec.name} (joints: {', '.join(JOINT_NAMES)})")
+    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
+    root = ET.fromstring(urdf_path(spec.name).read_text(), parser=parser)
+    seen = set()
+    for joint in root.iter("joint"):
+        name = joint.get("name")
+        limit = joint.find("limit")
+        if name in wanted and limit is not None:
+            lo, hi = wanted[name]
+            limit.set("lower", repr(lo))
+            limit.set("upper", repr(hi))
+            seen.add(name)
+    missing = [n for n in wanted if n not in seen]
+    if missing:
+        raise RobotModelError(f"the {spec.name} URDF has no limited joint '{missing[0]}'")
+    source = "calibrated" if wanted else "description defaults"
+    root.insert(0, ET.Comment(f" joint limits: {source} (so_arm_description.robot_model.build_urdf) "))
+    return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _parse(urdf_text: str) -> ET.Element:
+    try:
+        root = ET.fromstring(urdf_text)
+    except ET.ParseError as exc:
+        raise RobotModelError(f"robot description is not valid XML: {exc}") from exc
+    if root.tag != "robot":
+        raise RobotModelError(f"robot description's root element is <{root.tag}>, expected <robot>")
+    return root
+
+
+def limits_from_urdf(urdf_text: str) -> dict[str, tuple[float, float]]:
+    """Joint -> (lower, upper) radians of each revolute/prismatic joint with a ``<limit>``, document order."""
+    limits: dict[str, tuple[float, float]] = {}
+    for joint in _parse(urdf_text).iter("joint"):
+        limit = joint.find("limit")
+        if joint.get("type") not in ("revolute", "prismatic") or limit is None:
+            continue
+        name = joint.get("name") or ""
+        try:
+            limits[name] = (float(limit.get("lower", "nan")), float(limit.get("upper", "nan")))
+        except ValueError as exc:
+            raise RobotModelError(f"joint '{name}': limit is not a number ({exc})") from exc
+    return check_limits(limits)
+
+
+def robot_from_urdf(urdf_text: str) -> str:
+    """The robot key ("so101" | "so100") of a URDF's ``<robot name>``; RobotModelError if unknown."""
+    name = _parse(urdf_text).get("name") or ""
+    try:
+        return get_robot_spec(name).name
+    except ValueError as exc:
+        raise RobotModelError(str(exc)) from None
+
+
+def limits_from_calibration(calibration: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[float, float]]:
+    """Calibrated joint limits (radians) from a lerobot calibration (the JSON object: motor -> {range_min,
+    range_max, ...}): +- half the recorded range about its middle, at 2 pi / 4095 rad per tick. A range that
+    crosses the 0/4095 seam (range_min > range_max) is measured across it."""
+    limits: dict[str, tuple[float, float]] = {}
+    for name, entry in calibration.items():
+        try:
+            lo, hi = int(entry["range_min"]), int(entry["range_max"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RobotModelError(f"calibration entry '{name}' has no valid range_min/range_max") from exc
+        width = (hi - lo) % ENCODER_RESOLUTION if lo > hi else hi - lo
+        if width <= 0:
+            raise RobotModelError(f"calibration entry '{name}': zero-width range {lo}..{hi}")
+        half = width / 2.0 * RAD_PER_TICK
+        limits[name] = (-half, half)
+    return limits
+
+
+def description_from_files(robot: str, calibration_file: str | Path | None = None) -> str:
+    """``build_urdf(robot, limits)`` with the limits of a lerobot calibration file (its SO-10x joints), or
+    the description's defaults without one (used by launch/description.launch.py and ``print_urdf``)."""
+    limits = None
+    if calibration_file:
+        path = Path(calibration_file).expanduser()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RobotModelError(f"cannot read calibration file {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RobotModelError(f"calibration file {path}: expected a JSON object keyed by motor name")
+        limits = {k: v for k, v in limits_from_calibration(data).items() if k in JOINT_NAMES}
+    return build_urdf(robot, limits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``print_urdf``: write the URDF of a robot, with the limits of a lerobot calibration file if given."""
+    parser = argparse.ArgumentParser(
+        prog="print_urdf", description="Print the URDF of an SO-10x arm (optionally with calibrated limits)."
+    )
+    parser.add_argument("--robot", default="so101", help="so101 | so100 (default so101)")
+    parser.add_argument("--calibration", type=Path, help="lerobot calibration JSON file of the arm")
+    parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = description_from_files(args.robot, args.calibration)
+    except (OSError, ValueError) as exc:  # RobotModelError and unknown robots are ValueErrors
+        print(f"print_urdf: {exc}", file=sys.stderr)
+        return 1
+    if args.output is not None:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
