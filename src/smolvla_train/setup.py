@@ -9,6 +9,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/config", ["../../config/episode_recorder.yaml"]),
     ],
     include_package_data=True,
     install_requires=["setuptools"],

@@ -1,0 +1,462 @@
+"""``episode_recorder``: record demonstrations, one rosbag2 bag per episode (thin adapter around
+:class:`smolvla_train.recording.recorder.EpisodeRecorder`).
+
+- Subscribes (raw serialized, no deserialization) to every topic in ``topics`` as soon as it has a publisher,
+  with a QoS adapted to the publishers' offered QoS (reliable / transient-local only if every publisher
+  offers it), and keeps the subscriptions for its whole life; messages are written only during an episode,
+  stamped with their receive time on the node's ROS clock (``use_sim_time`` follows ``/clock``).
+- Action ``~/record`` (``smolvla_msgs/action/RecordEpisode``): goal = task text and time limit. One episode
+  at a time. Feedback about once per second (elapsed, messages per topic, losses). The episode ends at the
+  time limit, when ``~/end_episode`` is called, or when the goal is canceled; the bag is then finished
+  (``metadata.yaml``) and renamed to ``<out_dir>/episode_<index>``; the result holds its path, the counts and
+  the losses.
+- ``~/end_episode`` (std_srvs/SetBool; ``data`` = the task succeeded): end the running episode with outcome
+  success/failure and save it; answers with the bag path once it is saved.
+- ``~/discard_last`` (std_srvs/Trigger): drop the running episode, or move the last saved one to
+  ``<out_dir>/.discarded/`` (re-record: its index is used again).
+- Publishes ``/smolvla/episode`` (std_msgs/String, JSON start/end events; also written into the bag).
+
+Parameters: ``config/episode_recorder.yaml``. Partial recordings left by a crash are reported at start-up
+(``smolvla_train recover-bags <out_dir>`` turns them into finished bags).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from smolvla_common.node_main import run_node
+from smolvla_msgs.action import RecordEpisode
+from smolvla_train.recording.bag import COMPRESSIONS, STORAGES, list_partials, read_report
+from smolvla_train.recording.qos import offered_qos, subscription_qos
+from smolvla_train.recording.recorder import (
+    EPISODE_TOPIC,
+    EpisodeRecorder,
+    EpisodeResult,
+    RecorderConfig,
+    default_out_dir,
+)
+
+DEFAULT_TOPICS = [
+    "/joint_states",
+    "/joint_commands",
+    "/cameras/top/image_raw",
+    "/cameras/wrist/image_raw",
+    "/cameras/top/image_raw/compressed",
+    "/cameras/wrist/image_raw/compressed",
+    "/cameras/top/camera_info",
+    "/cameras/wrist/camera_info",
+    "/robot_description",
+    "/smolvla/queue_status",
+]
+STARTUP_ONLY = ("out_dir", "topics", "storage", "compression", "max_queue_mb", "queue_depth")
+
+
+@dataclass
+class RecorderNodeConfig:
+    out_dir: str = field(default_factory=default_out_dir)
+    topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
+    storage: str = "mcap"
+    compression: str = "none"
+    robot: str = "so101"
+    max_queue_mb: float = 512.0
+    queue_depth: int = 100
+    discovery_period: float = 0.5
+    feedback_period: float = 1.0
+    flush_period: float = 1.0
+
+
+def _float(desc: str, lo: float, hi: float) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=desc,
+        type=ParameterType.PARAMETER_DOUBLE,
+        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
+    )
+
+
+DESCRIPTORS: dict[str, ParameterDescriptor] = {
+    "out_dir": ParameterDescriptor(
+        description="directory of the episode bags (created if missing; start-up only)",
+        type=ParameterType.PARAMETER_STRING,
+    ),
+    "topics": ParameterDescriptor(
+        description="topics to record (absolute names; start-up only); /smolvla/episode is always recorded",
+        type=ParameterType.PARAMETER_STRING_ARRAY,
+    ),
+    "storage": ParameterDescriptor(
+        description="bag storage: mcap | sqlite3 (start-up only)", type=ParameterType.PARAMETER_STRING
+    ),
+    "compression": ParameterDescriptor(
+        description="none | zstd (MCAP: zstd chunks; sqlite3: per message; start-up only)",
+        type=ParameterType.PARAMETER_STRING,
+    ),
+    "robot": ParameterDescriptor(
+        description="robot written to the bag metadata (smolvla.robot): so101 | so100",
+        type=ParameterType.PARAMETER_STRING,
+    ),
+    "max_queue_mb": _float(
+        "largest write backlog [MiB]; beyond it messages are dropped and counted", 8, 65536
+    ),
+    "queue_depth": ParameterDescriptor(
+        description="subscription history depth per topic (start-up only)",
+        type=ParameterType.PARAMETER_INTEGER,
+        integer_range=[IntegerRange(from_value=1, to_value=10000)],
+    ),
+    "discovery_period": _float("how often new publishers are looked for [s]", 0.05, 60.0),
+    "feedback_period": _float("action feedback period [s]", 0.05, 60.0),
+    "flush_period": _float("make the partial bag readable at least this often [s]", 0.1, 60.0),
+}
+
+
+def validate(name: str, value: object) -> str | None:
+    desc = DESCRIPTORS[name]
+    if desc.floating_point_range:
+        r = desc.floating_point_range[0]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{name} must be a number, got {value!r}"
+        if not r.from_value <= value <= r.to_value:
+            return f"{name} must be in [{r.from_value}, {r.to_value}], got {value!r}"
+    if desc.integer_range:
+        r = desc.integer_range[0]
+        if not isinstance(value, int) or not r.from_value <= value <= r.to_value:
+            return f"{name} must be an integer in [{r.from_value}, {r.to_value}], got {value!r}"
+    if name == "storage" and value not in STORAGES:
+        return f"storage must be one of {list(STORAGES)}, got {value!r}"
+    if name == "compression" and value not in COMPRESSIONS:
+        return f"compression must be one of {list(COMPRESSIONS)}, got {value!r}"
+    if name == "robot" and value not in ("so101", "so100"):
+        return f"robot must be so101 or so100, got {value!r}"
+    if name == "out_dir" and (not isinstance(value, str) or not value.strip()):
+        return "out_dir must be a non-empty path"
+    if name == "topics":
+        bad = [t for t in value if not isinstance(t, str) or not t.startswith("/")]  # type: ignore[union-attr]
+        if bad:
+            return f"topics must be absolute names (starting with /), got {bad}"
+    return None
+
+
+class RecorderStartupError(RuntimeError):
+    pass
+
+
+def _message_class(msgtype: str) -> type:
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+class EpisodeRecorderNode(Node):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("episode_recorder", **kwargs)
+        defaults = RecorderNodeConfig()
+        for name, desc in DESCRIPTORS.items():
+            self.declare_parameter(name, getattr(defaults, name), desc)
+        self.cfg = RecorderNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
+        self.cfg.topics = list(self.cfg.topics or [])
+        problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
+        if problems:
+            raise RecorderStartupError("invalid parameters: " + "; ".join(problems))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.core = EpisodeRecorder(
+            RecorderConfig(
+                out_dir=self.cfg.out_dir,
+                storage=self.cfg.storage,
+                compression=self.cfg.compression,
+                robot=self.cfg.robot,
+                max_queue_mb=self.cfg.max_queue_mb,
+                flush_period=self.cfg.flush_period,
+            )
+        )
+        self._subs: dict[str, object] = {}
+        self._single_publisher: dict[str, bool] = {}
+        self._warned: set[str] = set()
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._end_request: tuple[str, threading.Event] | None = None
+        self._end_lock = threading.Lock()
+        self._last_result: EpisodeResult | None = None
+        self._result_ready = threading.Condition()
+        self._episode_running = False
+
+        self._sub_group = MutuallyExclusiveCallbackGroup()
+        self._ctl_group = ReentrantCallbackGroup()
+        self.event_pub = self.create_publisher(String, EPISODE_TOPIC, 10)
+        self.action_server = ActionServer(
+            self,
+            RecordEpisode,
+            "~/record",
+            execute_callback=self._execute,
+            goal_callback=self._on_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=self._ctl_group,
+        )
+        self.create_service(SetBool, "~/end_episode", self._on_end_episode, callback_group=self._ctl_group)
+        self.create_service(Trigger, "~/discard_last", self._on_discard_last, callback_group=self._ctl_group)
+        self.create_timer(self.cfg.discovery_period, self._discover, callback_group=self._ctl_group)
+        for partial in list_partials(self.core.out_dir):
+            report = read_report(partial)
+            self.get_logger().warning(
+                f"partial recording {partial} ({report.get('status', 'unknown status')}"
+                f"{', ' + report['error'] if report.get('error') else ''}); "
+                f"`smolvla_train recover-bags {self.core.out_dir}` turns it into a finished bag"
+            )
+        self.get_logger().info(
+            f"recording {len(self.cfg.topics)} topics into {self.core.out_dir} ({self.cfg.storage}, "
+            f"compression {self.cfg.compression}); next episode index {self.core.next_index()}"
+        )
+
+    # -- parameters ----------------------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name not in DESCRIPTORS:
+                continue
+            if p.name in STARTUP_ONLY and getattr(self, "cfg", None) is not None:
+                if p.value != getattr(self.cfg, p.name):
+                    return SetParametersResult(
+                        successful=False, reason=f"{p.name} can only be set at start-up"
+                    )
+                continue
+            reason = validate(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            if p.name in DESCRIPTORS and p.name not in STARTUP_ONLY and getattr(self, "cfg", None):
+                setattr(self.cfg, p.name, p.value)
+                if p.name == "robot":
+                    self.core.cfg.robot = str(p.value)
+        return SetParametersResult(successful=True)
+
+    # -- time ----------------------------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # -- discovery and subscriptions -------------------------------------------------------------------------
+    def _discover(self) -> None:
+        try:
+            types = dict(self.get_topic_names_and_types())
+        except Exception:  # noqa: BLE001 (context shutting down)
+            return
+        for topic in self.cfg.topics:
+            if topic == EPISODE_TOPIC:
+                continue
+            infos = self.get_publishers_info_by_topic(topic)
+            self._single_publisher[topic] = len(infos) == 1
+            if topic in self._subs or not infos:
+                continue
+            type_names = types.get(topic, [])
+            if len(type_names) != 1:
+                if topic not in self._warned:
+                    self._warned.add(topic)
+                    self.get_logger().warning(f"not recording {topic}: several types {type_names}")
+                continue
+            msgtype = type_names[0]
+            try:
+                msg_cls = _message_class(msgtype)
+                offered = [offered_qos(i.qos_profile) for i in infos]
+                sub_qos, latched = subscription_qos([i.qos_profile for i in infos], self.cfg.queue_depth)
+                self.core.register_topic(topic, msgtype, offered, latched=latched)
+            except Exception as exc:  # noqa: BLE001 (an unknown type must not stop the others)
+                if topic not in self._warned:
+                    self._warned.add(topic)
+                    self.get_logger().warning(f"not recording {topic} ({msgtype}): {exc}")
+                continue
+            self._subs[topic] = self.create_subscription(
+                msg_cls,
+                topic,
+                self._make_callback(topic),
+                sub_qos,
+                raw=True,
+                callback_group=self._sub_group,
+                event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=lambda info, t=topic: self.core.add_lost(t, int(info.total_count_change))
+                ),
+            )
+            self.get_logger().info(
+                f"subscribed {topic} ({msgtype}, {sub_qos.reliability.name.lower()}, "
+                f"{sub_qos.durability.name.lower()}, depth {sub_qos.depth})"
+            )
+
+    def _make_callback(self, topic: str):  # type: ignore[no-untyped-def]
+        core = self.core
+        clock = self.get_clock()
+        sim_time = self._sim_time
+        single = self._single_publisher
+
+        def callback(data: bytes, info: dict) -> None:
+            stamp = clock.now().nanoseconds if sim_time else int(info.get("received_timestamp") or 0)
+            if stamp <= 0:
+                stamp = clock.now().nanoseconds
+            seq = info.get("publication_sequence_number") if single.get(topic, False) else None
+            core.on_message(topic, data, stamp, seq)
+
+        return callback
+
+    # -- episodes ------------------------------------------------------------------------------------------
+    def _publish_event(self, event: str, index: int, task: str, stamp_ns: int) -> None:
+        text = json.dumps({"event": event, "episode_index": index, "task": task, "time_ns": int(stamp_ns)})
+        self.event_pub.publish(String(data=text))
+
+    def _on_goal(self, goal: RecordEpisode.Goal) -> GoalResponse:
+        if self._episode_running or self.core.recording:
+            self.get_logger().warning("RecordEpisode goal rejected: an episode is being recorded")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle) -> RecordEpisode.Result:  # type: ignore[no-untyped-def]
+        goal = goal_handle.request
+        result = RecordEpisode.Result()
+        with self._end_lock:
+            if self._episode_running:
+                result.error = "an episode is being recorded"
+                goal_handle.abort()
+                return result
+            self._episode_running = True
+            self._end_request = None
+        try:
+            return self._record(goal_handle, goal, result)
+        finally:
+            with self._end_lock:
+                self._episode_running = False
+
+    def _record(self, goal_handle, goal, result):  # type: ignore[no-untyped-def]
+        start_ns = self._now_ns()
+        try:
+            index = self.core.start(
+                goal.task, start_ns, episode_index=int(goal.episode_index), time_limit=float(goal.time_limit)
+            )
+        except Exception as exc:  # noqa: BLE001 (refused: reason in the result)
+            result.error = f"cannot start the episode: {exc}"
+            self.get_logger().error(result.error)
+            goal_handle.abort()
+            return result
+        self._publish_event("start", index, goal.task, start_ns)
+        missing = [t for t in self.cfg.topics if t not in self._subs and t != EPISODE_TOPIC]
+        self.get_logger().info(
+            f"episode {index} started: {goal.task!r}"
+            + (f", time limit {goal.time_limit:g} s" if goal.time_limit > 0 else "")
+            + (f" (no publisher yet: {', '.join(missing)})" if missing else "")
+        )
+        outcome = "unknown"
+        done: threading.Event | None = None
+        next_feedback = time.monotonic() + self.cfg.feedback_period
+        while True:
+            if goal_handle.is_cancel_requested:
+                break
+            if not self.core.recording:  # discarded through ~/discard_last
+                self._publish_event("end", index, goal.task, self._now_ns())
+                result.episode_index = index
+                result.error = "episode discarded (~/discard_last)"
+                goal_handle.abort()
+                return result
+            with self._end_lock:
+                if self._end_request is not None:
+                    outcome, done = self._end_request
+                    break
+            if self.core.time_limit_reached(self._now_ns()):
+                break
+            if not self.context.ok():
+                break
+            if time.monotonic() >= next_feedback:
+                next_feedback += self.cfg.feedback_period
+                st = self.core.status(self._now_ns())
+                fb = RecordEpisode.Feedback()
+                fb.elapsed = float(st.elapsed)
+                fb.topics = list(st.counts)
+                fb.message_counts = [int(v) for v in st.counts.values()]
+                fb.dropped = int(st.dropped)
+                goal_handle.publish_feedback(fb)
+            time.sleep(0.01)
+        end_ns = self._now_ns()
+        res = self.core.end(end_ns, outcome)
+        self._publish_event("end", index, goal.task, end_ns)
+        result.bag_path = res.bag_path
+        result.episode_index = res.episode_index
+        result.topics = list(res.counts)
+        result.message_counts = [int(v) for v in res.counts.values()]
+        result.dropped = int(res.dropped)
+        result.duration = float(res.duration)
+        result.outcome = res.outcome
+        result.error = res.error
+        if res.error:
+            self.get_logger().error(f"episode {index} not saved: {res.error}")
+        else:
+            counts = ", ".join(f"{t} {n}" for t, n in res.counts.items())
+            self.get_logger().info(
+                f"episode {index} saved to {res.bag_path} ({res.duration:.1f} s, {outcome}, "
+                f"lost {res.dropped}): {counts}"
+            )
+        with self._result_ready:
+            self._last_result = res
+            self._result_ready.notify_all()
+        if done is not None:
+            done.set()
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif res.error:
+            goal_handle.abort()
+        else:
+            goal_handle.succeed()
+        return result
+
+    def _on_end_episode(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        done = threading.Event()
+        with self._end_lock:
+            if not self._episode_running:
+                response.success, response.message = False, "no episode is being recorded"
+                return response
+            self._end_request = ("success" if request.data else "failure", done)
+        if not done.wait(timeout=120.0):
+            response.success, response.message = False, "the episode did not end within 120 s"
+            return response
+        res = self._last_result
+        response.success = bool(res is not None and not res.error)
+        response.message = (res.bag_path if response.success else res.error) if res is not None else ""
+        return response
+
+    def _on_discard_last(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            if self.core.recording:
+                self.core.abort("discarded")
+                response.success, response.message = True, "running episode discarded"
+            else:
+                path = self.core.discard_last()
+                response.success, response.message = True, f"discarded {path}"
+        except Exception as exc:  # noqa: BLE001
+            response.success, response.message = False, str(exc)
+        self.get_logger().info(f"discard_last: {response.message}")
+        return response
+
+    def shutdown(self) -> None:
+        self.core.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(
+        "episode_recorder",
+        EpisodeRecorderNode,
+        args=args,
+        startup_errors=(RecorderStartupError,),
+        num_threads=4,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
