@@ -511,16 +511,23 @@ class SmolVLAModel(nn.Module):
         noise: torch.Tensor,
         num_steps: int,
         step_callback: Callable[[int, int], bool | None] | None = None,
+        guidance: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Euler integration from t = 1 (noise) to t = 0; returns x_0 [B, S, max_action_dim] fp32."""
+        """Euler integration from t = 1 (noise) to t = 0; returns x_0 [B, S, max_action_dim] fp32.
+
+        ``guidance(x_t, v_t, t)``, when given, replaces each velocity before the step (real-time chunking,
+        :class:`smolvla_policy.model.rtc.RTCGuidance`)."""
         cache = self.prepare_denoising(cache)
         dt = -1.0 / num_steps
         x_t = noise.to(torch.float32)
         bsize = x_t.shape[0]
         dt_t = torch.tensor(dt, dtype=torch.float32, device=x_t.device)
         for step in range(num_steps):
-            time = torch.tensor(1.0 + step * dt, dtype=torch.float32, device=x_t.device).expand(bsize)
+            t = 1.0 + step * dt
+            time = torch.tensor(t, dtype=torch.float32, device=x_t.device).expand(bsize)
             v_t = self.denoise_step(cache, x_t, time)
+            if guidance is not None:
+                v_t = guidance(x_t, v_t, t)
             x_t = x_t + dt_t * v_t
             if step_callback is not None and step_callback(step + 1, num_steps) is False:
                 from ..backend import InferenceCancelled

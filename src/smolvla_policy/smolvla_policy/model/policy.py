@@ -14,6 +14,7 @@ from ..backend import BadRequest
 from .configuration import SmolVLAConfig, VLMConfig
 from .modeling import SmolVLAModel, Timings, pad_vector
 from .processor import Normalizer, preprocess_image, tokenize
+from .rtc import RTCConfig, RTCGuidance
 
 _DTYPES = {
     "float32": torch.float32,
@@ -78,6 +79,8 @@ class SmolVLAPolicy(nn.Module):
         self.timings = Timings()
         self.source: str | None = None
         self._num_steps = config.num_steps
+        #: Real-time chunking settings used when ``predict_chunk`` gets a ``prev_chunk``; off by default.
+        self.rtc_config = RTCConfig()
         self._image_token_ids_from_tokenizer()
         if str(device) == "meta":
             with torch.device("meta"):
@@ -253,6 +256,42 @@ class SmolVLAPolicy(nn.Module):
             gen.seed()
         return torch.randn(shape, generator=gen, dtype=torch.float32)
 
+    def _rtc_guidance(
+        self,
+        prev_chunk: Any,
+        inference_delay: int | None,
+        execution_horizon: int | None,
+        rtc_config: RTCConfig | None,
+    ) -> RTCGuidance | None:
+        cfg = self.rtc_config if rtc_config is None else rtc_config
+        if not cfg.enabled or prev_chunk is None:
+            return None
+        arr = np.asarray(prev_chunk, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] < 1 or not 1 <= arr.shape[1] <= self.action_dim:
+            raise BadRequest(
+                f"RTC prefix must have shape (T >= 1, <= {self.action_dim}), got {tuple(arr.shape)}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise BadRequest("RTC prefix contains NaN or infinite values")
+        if inference_delay is None or int(inference_delay) < 0:
+            raise BadRequest(f"RTC needs an inference delay >= 0 (got {inference_delay})")
+        if execution_horizon is not None and int(execution_horizon) < 1:
+            raise BadRequest(f"RTC execution horizon must be >= 1 (got {execution_horizon})")
+        prefix = torch.from_numpy(arr)[None]
+        if arr.shape[1] == self.action_dim:
+            prefix = self.normalizer.normalize(self.config.action_key, prefix)
+        else:  # fewer columns than actions: normalise the columns given (zero-padded, then cut)
+            full = pad_vector(prefix, self.action_dim)
+            prefix = self.normalizer.normalize(self.config.action_key, full)[:, :, : arr.shape[1]]
+        return RTCGuidance(
+            prefix[0],
+            int(inference_delay),
+            cfg,
+            chunk_size=self.chunk_size,
+            action_dim=self.config.max_action_dim,
+            execution_horizon=execution_horizon,
+        )
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -271,11 +310,21 @@ class SmolVLAPolicy(nn.Module):
         seed: int | None = None,
         num_steps: int | None = None,
         step_callback: Any = None,
+        prev_chunk: Any = None,
+        inference_delay: int | None = None,
+        execution_horizon: int | None = None,
+        rtc_config: RTCConfig | None = None,
     ) -> np.ndarray:
         """One action chunk (chunk_size, action_dim) float32 in the checkpoint's units.
 
         ``step_callback(step, num_steps)`` runs after each Euler step; returning False raises
         :class:`smolvla_policy.backend.InferenceCancelled`.
+
+        Real-time chunking (:mod:`.rtc`, lerobot's semantics) applies when ``rtc_config`` (default
+        ``self.rtc_config``) is enabled and ``prev_chunk`` is given: ``prev_chunk`` (T, <= action_dim) are the
+        previous chunk's actions still to be executed from this observation's tick on, in the checkpoint's
+        units (normalised here like the actions); ``inference_delay`` is the number of them that will have
+        been executed when this chunk arrives; ``execution_horizon`` overrides the config's.
         """
         if self.tokenizer is None:
             raise RuntimeError("this policy has no tokenizer; pass tokenizer=... to from_pretrained")
@@ -289,6 +338,7 @@ class SmolVLAPolicy(nn.Module):
         state_t = self._state(state)
         noise_t = self._noise(noise, seed)
         tokens, lang_mask = tokenize(self.tokenizer, task, self.config)
+        guidance = self._rtc_guidance(prev_chunk, inference_delay, execution_horizon, rtc_config)
         dev = self.device
         pixels, state_t, noise_t = pixels.to(dev), state_t.to(dev), noise_t.to(dev)
         tokens, lang_mask = tokens.to(dev), lang_mask.to(dev)
@@ -303,7 +353,9 @@ class SmolVLAPolicy(nn.Module):
         cache = model.run_prefix(prefix, pad, att)
         self._sync()
         t3 = time.perf_counter()
-        x0 = model.sample_actions(cache, noise_t, steps, step_callback)
+        if guidance is not None:
+            guidance.to(dev)
+        x0 = model.sample_actions(cache, noise_t, steps, step_callback, guidance=guidance)
         self._sync()
         t4 = time.perf_counter()
         actions = x0[:, :, : self.action_dim].to("cpu", torch.float32)
