@@ -4,9 +4,10 @@ Plain Python (no rclpy); the ROS node (``nodes/driver_node.py``) only adapts par
 services.
 
 One :meth:`ArmDriver.cycle` is: one sync read of Present_Position (+ velocity, load, temperature when asked)
--> joint sample in radians -> target from the active command (a streamed target, or a trajectory followed by
-its ``time_from_start``; the last written goal when the watchdog fired) -> clamp to the calibrated limits ->
-limit the change of the goal to ``max_step`` rad per cycle -> one sync write of Goal_Position.
+-> joint sample in radians -> goal from :class:`so_arm_description.command_following.CommandFollower` (the
+command semantics shared with the simulator: a streamed target, or a trajectory followed by its
+``time_from_start``; the last written goal when the watchdog fired; clamped to the calibrated limits; change
+limited to ``max_step`` rad per cycle) -> one sync write of Goal_Position.
 
 Failures never raise: a failed read skips that cycle's write and counts a consecutive error; after
 ``max_consecutive_errors`` the driver is in ERROR and stops writing; the first good read afterwards recovers
@@ -15,8 +16,6 @@ it (goals reset to the present positions, the old command is dropped, so the arm
 
 from __future__ import annotations
 
-import bisect
-import math
 import threading
 import time
 from collections import deque
@@ -24,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from so_arm_description.command_following import Command, CommandFollower
 from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import bus as busmod
 from so_arm_driver import control_table as ct
@@ -84,34 +84,6 @@ class CycleResult:
     duration: float = 0.0
 
 
-@dataclass
-class _Trajectory:
-    joints: list[int]
-    times: list[float]
-    points: list[list[float]]
-    start: float  # monotonic
-    origin: list[float]  # target of those joints when it arrived
-
-    @property
-    def end(self) -> float:
-        return self.start + self.times[-1]
-
-    def sample(self, now: float) -> list[float]:
-        t = now - self.start
-        times, pts = self.times, self.points
-        if t >= times[-1]:
-            return list(pts[-1])
-        k = bisect.bisect_right(times, t)
-        if k == 0:
-            t0, p0, t1, p1 = 0.0, self.origin, times[0], pts[0]
-        else:
-            t0, p0, t1, p1 = times[k - 1], pts[k - 1], times[k], pts[k]
-        if t1 <= t0:
-            return list(p1)
-        a = min(max((t - t0) / (t1 - t0), 0.0), 1.0)
-        return [x0 + a * (x1 - x0) for x0, x1 in zip(p0, p1)]
-
-
 class ArmDriver:
     """The driver core. Thread-safe: cycle(), commands and torque calls may come from different threads."""
 
@@ -137,11 +109,10 @@ class ArmDriver:
         self.state = DriverState.DISCONNECTED
         self.torque_enabled = False
         self._lock = threading.RLock()
-        self._goal: list[float] = [0.0] * len(names)  # last written goal (rad)
-        self._target: list[float] = [0.0] * len(names)  # streamed target (rad)
-        self._trajectory: _Trajectory | None = None
-        self._last_command: float | None = None
-        self.watchdog_active = True
+        # targets, trajectories, clamp, step cap and watchdog: the same code as the simulator's
+        self.follower = CommandFollower(
+            names, self.limits, self.config.max_step, self.config.command_timeout, on_hold=self._warn
+        )
         self.last_sample: JointSample | None = None
         # statistics
         self.cycles = 0
@@ -149,9 +120,7 @@ class ArmDriver:
         self.write_errors = 0
         self.consecutive_errors = 0
         self.recoveries = 0
-        self.rejected_commands = 0
         self.last_error = ""
-        self.last_command_error = ""
         self.hardware_errors: dict[int, int] = {}
         self.cycle_times: deque[float] = deque(maxlen=1000)
         self._read_names = ["Present_Position"]
@@ -286,41 +255,35 @@ class ArmDriver:
             self.state = DriverState.DISCONNECTED
 
     # -- commands ----------------------------------------------------------------------------------
-    def _joint_indices(self, names: Sequence[str]) -> list[int] | str:
-        if not names:
-            return "no joint names"
-        unknown = [n for n in names if n not in self.index]
-        if unknown:
-            return f"unknown joint name(s) {unknown}; known: {list(self.index)}"
-        if len(set(names)) != len(names):
-            return f"duplicate joint names {list(names)}"
-        return [self.index[n] for n in names]
+    @property
+    def watchdog_active(self) -> bool:
+        """True while holding (no command yet, or none for ``command_timeout``)."""
+        return self.follower.holding
+
+    @property
+    def rejected_commands(self) -> int:
+        return self.follower.stats.rejected
+
+    @property
+    def last_command_error(self) -> str:
+        return self.follower.stats.last_error
 
     def reject(self, reason: str) -> str:
         """Count and remember a rejected command (also used by the node for checks it makes itself)."""
-        self.rejected_commands += 1
-        self.last_command_error = reason
-        return reason
+        return self.follower.reject(reason)
+
+    def command(self, cmd: Command, now: float | None = None, clock_now: float | None = None) -> str | None:
+        """A ``/joint_commands`` message (see :mod:`so_arm_description.command_following`) received at ``now``
+        (monotonic); ``clock_now`` = the node's ROS clock (s) then. Returns a rejection reason or None."""
+        now = time.monotonic() if now is None else now
+        return self.follower.command(cmd, now, clock_now)
 
     def set_target(
         self, names: Sequence[str], positions: Sequence[float], now: float | None = None
     ) -> str | None:
         """A streamed target for some joints (rad). Returns a rejection reason, or None if accepted."""
         now = time.monotonic() if now is None else now
-        idx = self._joint_indices(names)
-        if isinstance(idx, str):
-            return self.reject(idx)
-        if len(positions) != len(idx):
-            return self.reject(f"{len(positions)} positions for {len(idx)} joints")
-        if not all(math.isfinite(p) for p in positions):
-            return self.reject(f"non-finite position in {list(positions)}")
-        with self._lock:
-            self._trajectory = None
-            for i, p in zip(idx, positions):
-                self._target[i] = float(p)
-            self._last_command = now
-            self.watchdog_active = False
-        return None
+        return self.follower.set_target(names, positions, now)
 
     def set_trajectory(
         self,
@@ -329,53 +292,12 @@ class ArmDriver:
         start: float | None = None,
         now: float | None = None,
     ) -> str | None:
-        """Follow ``points`` = [(time_from_start s, positions rad)], starting at ``start`` (monotonic)."""
+        """Follow ``points`` = [(time_from_start s, positions rad)], starting at ``start`` (monotonic); one
+        point is a streamed target (as on ``/joint_commands``)."""
         now = time.monotonic() if now is None else now
-        start = now if start is None else start
-        idx = self._joint_indices(names)
-        if isinstance(idx, str):
-            return self.reject(idx)
-        if not points:
-            return self.reject("trajectory without points")
-        times = []
-        for k, (t, pos) in enumerate(points):
-            if len(pos) != len(idx):
-                return self.reject(f"point {k}: {len(pos)} positions for {len(idx)} joints")
-            if not all(math.isfinite(p) for p in pos) or not math.isfinite(t):
-                return self.reject(f"point {k}: non-finite value")
-            if times and t < times[-1]:
-                return self.reject(f"point {k}: time_from_start {t} goes backwards")
-            times.append(float(t))
-        if len(points) == 1 and times[0] <= 0.0:
-            return self.set_target(names, points[0][1], now)
-        with self._lock:
-            origin = [self._goal[i] for i in idx]
-            self._trajectory = _Trajectory(
-                idx, times, [[float(p) for p in pos] for _, pos in points], start, origin
-            )
-            self._last_command = now
-            self.watchdog_active = False
-        return None
-
-    def _current_target(self, now: float) -> list[float]:
-        """Target for this cycle (caller holds the lock)."""
-        traj = self._trajectory
-        last = -math.inf if self._last_command is None else self._last_command
-        alive_until = last + self.config.command_timeout
-        if traj is not None:
-            alive_until = max(alive_until, traj.end + self.config.command_timeout)
-        if self._last_command is None or now > alive_until:
-            if not self.watchdog_active:
-                self.watchdog_active = True
-                self._trajectory = None
-                self._target = list(self._goal)  # hold where the arm is commanded now
-                self._warn(f"no command for {self.config.command_timeout:.3f} s: holding position")
-            return list(self._target)
-        if traj is not None:
-            values = traj.sample(now)
-            for i, v in zip(traj.joints, values):
-                self._target[i] = v
-        return list(self._target)
+        if len(points) == 1:
+            return self.follower.command(Command(list(names), [(p[0], list(p[1])) for p in points]), now)
+        return self.follower.set_trajectory(names, points, now if start is None else start, now)
 
     # -- cycle -------------------------------------------------------------------------------------
     def _read_sample(self) -> JointSample | list[busmod.BusError]:
@@ -398,11 +320,7 @@ class ArmDriver:
         return JointSample(res.capture_time, pos, vel, eff, raw, temp)
 
     def _reset_goals(self, position: Sequence[float]) -> None:
-        self._goal = [min(max(p, lo), hi) for p, (lo, hi) in zip(position, self.limits)]
-        self._target = list(self._goal)
-        self._trajectory = None
-        self._last_command = None
-        self.watchdog_active = True
+        self.follower.hold(position)
 
     def _fail(self, errors: Sequence[busmod.BusError], what: str) -> None:
         self.consecutive_errors += 1
@@ -434,22 +352,17 @@ class ArmDriver:
                 self._reset_goals(sample.position)
                 return CycleResult(sample, False, duration=time.monotonic() - t0)
             now = time.monotonic() if now is None else now
-            target = self._current_target(now)
-            goal, limited, clamped = [], False, False
-            step = self.config.max_step
-            for g, t, (lo, hi) in zip(self._goal, target, self.limits):
-                c = min(max(t, lo), hi)
-                clamped |= c != t
-                n = min(max(c, g - step), g + step)
-                limited |= n != c
-                goal.append(n)
+            self.follower.max_step = self.config.max_step  # tunable at run time through the config
+            self.follower.command_timeout = self.config.command_timeout
+            step = self.follower.next_goal(now)
+            goal, limited, clamped = step.goal, step.limited, step.clamped
             raw = {cal.id: cal.from_radians(q) for cal, q in zip(self.cals, goal)}
             err = self.bus.sync_write("Goal_Position", raw)
             if err is not None:
                 self.write_errors += 1
                 self._fail([err], "write")
                 return CycleResult(sample, False, errors=[err], duration=time.monotonic() - t0)
-            self._goal = goal
+            self.follower.commit(goal)
             dur = time.monotonic() - t0
             self.cycle_times.append(dur)
             return CycleResult(sample, True, goal=list(goal), limited=limited, clamped=clamped, duration=dur)
@@ -472,7 +385,7 @@ class ArmDriver:
                 if isinstance(sample, list):
                     return False, "torque on refused, cannot read positions: " + "; ".join(map(str, sample))
                 self._reset_goals(sample.position)
-                raw = {cal.id: cal.from_radians(q) for cal, q in zip(self.cals, self._goal)}
+                raw = {cal.id: cal.from_radians(q) for cal, q in zip(self.cals, self.follower.goal)}
                 errors = self.bus.write_all("Goal_Position", raw)
                 if not errors:
                     errors = self._torque_writes(True)

@@ -93,7 +93,7 @@ def test_step_limit_and_clamp(driver, emu, cal):
     prev = driver.cycle().goal
     steps = []
     for _ in range(60):
-        res = driver.cycle(now=driver._last_command)  # command stays fresh
+        res = driver.cycle(now=driver.follower.last_command)  # command stays fresh
         steps.append([abs(a - b) for a, b in zip(res.goal, prev)])
         prev = res.goal
     assert max(max(s) for s in steps) <= 0.05 + 1e-12
@@ -109,7 +109,7 @@ def test_step_limit_and_clamp(driver, emu, cal):
 
 
 def test_watchdog_holds_when_commands_stop(driver, emu):
-    t0 = driver._last_command or 0.0
+    t0 = driver.follower.last_command or 0.0
     driver.set_target(["shoulder_pan"], [1.0], now=t0)
     for k in range(5):
         driver.cycle(now=t0 + 0.01 * k)
@@ -129,7 +129,7 @@ def test_trajectory_follows_time_from_start(driver):
     d.config.max_step = 10.0
     start = 1000.0
     d.cycle(now=start)
-    g0 = d._goal[1]
+    g0 = d.follower.goal[1]
     assert (
         d.set_trajectory(["shoulder_lift"], [(0.2, [g0 + 0.2]), (0.4, [g0 - 0.2])], start=start, now=start)
         is None
@@ -154,11 +154,11 @@ def test_trajectory_follows_time_from_start(driver):
     ],
 )
 def test_malformed_commands_are_rejected(driver, names, points, reason):
-    before = list(driver._target)
+    before = driver.follower.target
     msg = driver.set_trajectory(names, points)
     assert msg is not None and reason in msg
     assert driver.rejected_commands == 1 and reason in driver.status()[2]["last_command_error"]
-    assert driver._target == before
+    assert driver.follower.target == before
     assert driver.cycle().wrote
 
 
