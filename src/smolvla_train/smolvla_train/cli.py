@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 # name -> ("module:function", help). Keep sorted by name; one line per subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "bag2lerobot": ("smolvla_train.bag2lerobot:main", "convert rosbag2 bags into a LeRobot v3.0 dataset"),
     "record-sim": (
         "smolvla_train.recording.sim_record:main",
         "record N scripted-expert episodes in simulation into rosbag2 bags",

@@ -1,0 +1,433 @@
+"""Read rosbag2 bags (MCAP or sqlite3; split, zstd-compressed chunks; bare .mcap/.db3 files) without rclpy.
+
+``open_bag(path)`` returns a :class:`Bag` with the topic list, the ``custom_data`` of ``metadata.yaml`` and
+``messages(topics)``, which yields ``(topic, log_time_ns, raw_cdr)``; ``deserialize`` turns raw CDR into a
+message object (rosbags' typestore for ROS 2 Kilted, extended with the bag's own definitions when needed).
+
+* A bag directory (``metadata.yaml`` + files) is read through ``rosbags.rosbag2.Reader``, which handles both
+  storages, split bags and compression. Definitions the typestore cannot parse (e.g. service event types of
+  newer rosbag2) do not stop the bag from opening; only a mapped topic that cannot be decoded is an error.
+* A bare ``.mcap`` is read with the ``mcap`` library; a bare ``.db3`` with ``sqlite3``.
+* Damage (truncated MCAP, corrupt chunk, corrupt sqlite page) raises :class:`BagError` naming the file and
+  what is wrong. With ``salvage=True`` each file is read record by record up to the damage and the messages
+  before it are kept (``Bag.notes`` says what was lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read (missing, not a rosbag2 bag, damaged, undecodable topic)."""
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    msgtype: str
+    count: int
+    msgdef: str | None = None
+    encoding: str = "ros2msg"
+
+
+SALVAGE_HINT = "rerun with --salvage to keep the messages before the damage"
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> int:
+    """Header stamp of a CDR message whose first field is std_msgs/Header (Image, JointState, ...)."""
+    if len(raw) < 12:
+        raise BagError("message too short for a std_msgs/Header")
+    little = raw[1] & 1
+    sec, nsec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nsec
+
+
+_TYPESTORE = None
+
+
+def typestore() -> Any:
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        from rosbags.typesys import Stores, get_typestore
+
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+    return _TYPESTORE
+
+
+class Bag:
+    """Common interface; see module docstring."""
+
+    path: Path
+    storage: str
+    topics: dict[str, TopicInfo]
+    custom_data: dict[str, str]
+    start_ns: int
+    end_ns: int
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.custom_data = {}
+        self.topics = {}
+        self.start_ns = self.end_ns = 0
+
+    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Bag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def message_count(self) -> int:
+        return sum(t.count for t in self.topics.values())
+
+    def deserialize(self, topic: str, raw: bytes | memoryview) -> Any:
+        info = self.topics[topic]
+        ts = typestore()
+        if info.msgtype not in ts.types:
+            self._register(info)
+        try:
+            return ts.deserialize_cdr(raw, info.msgtype)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad message
+            raise BagError(f"{self.path}: cannot decode a {info.msgtype} message on {topic}: {exc}") from exc
+
+    def _register(self, info: TopicInfo) -> None:
+        from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
+        if not info.msgdef:
+            raise BagError(
+                f"{self.path}: type {info.msgtype} of {info.name} is unknown and the bag has no definition"
+            )
+        try:
+            if info.encoding == "ros2idl":
+                types = get_types_from_idl(info.msgdef)
+            else:
+                types = {}
+                parts = info.msgdef.split("=" * 80 + "\n")
+                types.update(get_types_from_msg(parts[0], info.msgtype))
+                for part in parts[1:]:
+                    head, _, body = part.partition("\n")
+                    if head.startswith("MSG: "):
+                        name = head[5:].strip()
+                        if "/msg/" not in name:
+                            name = name.replace("/", "/msg/", 1)
+                        types.update(get_types_from_msg(body, name))
+            typestore().register(types)
+        except Exception as exc:  # noqa: BLE001
+            raise BagError(f"{self.path}: cannot parse the definition of {info.msgtype}: {exc}") from exc
+
+
+def _read_metadata(directory: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load((directory / "metadata.yaml").read_text())
+        return data["rosbag2_bagfile_information"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise BagError(f"{directory}: unreadable metadata.yaml: {exc}") from exc
+
+
+class _RosbagsBag(Bag):
+    """A rosbag2 directory through rosbags' Reader (normal, undamaged path)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        from rosbags.rosbag2 import Reader
+
+        self.path = path
+        meta = _read_metadata(path)
+        self.custom_data = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
+        self.storage = str(meta.get("storage_identifier", ""))
+        try:
+            self._reader = Reader(path)
+            self._reader.open()
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damage
+            raise BagError(f"{path}: cannot open bag ({type(exc).__name__}: {exc}); {SALVAGE_HINT}") from exc
+        self._conns: dict[str, list[Any]] = {}
+        for c in self._reader.connections:
+            self._conns.setdefault(c.topic, []).append(c)
+            fmt = getattr(c.msgdef, "format", None)
+            enc = "ros2idl" if fmt is not None and "IDL" in str(fmt).upper() else "ros2msg"
+            data = getattr(c.msgdef, "data", None)
+            prev = self.topics.get(c.topic)
+            count = (prev.count if prev else 0) + int(c.msgcount)
+            self.topics[c.topic] = TopicInfo(c.topic, c.msgtype, count, data or None, enc)
+        self.start_ns = int(self._reader.start_time) if self._reader.message_count else 0
+        self.end_ns = int(self._reader.end_time) if self._reader.message_count else 0
+
+    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+        conns = [c for t in topics for c in self._conns.get(t, [])]
+        if not conns:
+            return
+        try:
+            for conn, t, raw in self._reader.messages(connections=conns):
+                yield conn.topic, int(t), raw
+        except BagError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BagError(f"{self.path}: damaged bag ({type(exc).__name__}: {exc}); {SALVAGE_HINT}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._reader.close()
+
+
+class _McapFile(Bag):
+    """One MCAP file through the ``mcap`` library (bare files, and record-by-record salvage)."""
+
+    def __init__(self, path: Path, salvage: bool = False):
+        super().__init__()
+        from mcap.reader import make_reader
+
+        self.path, self.storage, self.salvage = path, "mcap", salvage
+        self._channels: dict[int, tuple[str, str]] = {}
+        if not salvage:
+            try:
+                with open(path, "rb") as f:
+                    summary = make_reader(f).get_summary()
+            except Exception as exc:  # noqa: BLE001
+                raise BagError(
+                    f"{path}: not a readable MCAP file ({type(exc).__name__}: {exc}); {SALVAGE_HINT}"
+                ) from exc
+            if summary is None:
+                raise BagError(f"{path}: MCAP file has no summary (truncated?); {SALVAGE_HINT}")
+            counts = summary.statistics.channel_message_counts if summary.statistics else {}
+            for cid, ch in summary.channels.items():
+                sch = summary.schemas.get(ch.schema_id)
+                self._add_channel(cid, ch.topic, sch, counts.get(cid, 0))
+            if summary.statistics:
+                self.start_ns = summary.statistics.message_start_time
+                self.end_ns = summary.statistics.message_end_time
+        else:
+            # one scan to learn topics and counts (up to the damage)
+            counts: dict[int, int] = {}
+            first = last = None
+            for rec in self._records():
+                from mcap.records import Message
+
+                if isinstance(rec, Message):
+                    counts[rec.channel_id] = counts.get(rec.channel_id, 0) + 1
+                    first = rec.log_time if first is None else min(first, rec.log_time)
+                    last = rec.log_time if last is None else max(last, rec.log_time)
+            for info in self.topics.values():
+                info.count = sum(
+                    n for cid, n in counts.items() if self._channels.get(cid, ("",))[0] == info.name
+                )
+            self.start_ns, self.end_ns = first or 0, last or 0
+
+    def _add_channel(self, cid: int, topic: str, schema: Any, count: int) -> None:
+        msgtype = schema.name if schema is not None else ""
+        msgdef = schema.data.decode(errors="replace") if schema is not None else None
+        enc = schema.encoding if schema is not None else "ros2msg"
+        self._channels[cid] = (topic, msgtype)
+        prev = self.topics.get(topic)
+        self.topics[topic] = TopicInfo(topic, msgtype, (prev.count if prev else 0) + count, msgdef, enc)
+
+    def _records(self) -> Iterator[Any]:
+        """Records up to the end or (salvage) the first damage; schemas/channels registered on the way."""
+        from mcap.records import Channel, Schema
+        from mcap.stream_reader import StreamReader
+
+        schemas: dict[int, Any] = {}
+        with open(self.path, "rb") as f:
+            reader = StreamReader(f, validate_crcs=True)
+            it = iter(reader.records)
+            while True:
+                try:
+                    rec = next(it)
+                except StopIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001 - truncation, bad CRC, bad compression, ...
+                    note = f"{self.path.name}: damaged at byte ~{f.tell()} ({type(exc).__name__}: {exc})"
+                    if not self.salvage:
+                        raise BagError(f"{self.path}: {note}; {SALVAGE_HINT}") from exc
+                    if note not in self.notes:
+                        self.notes.append(note + "; messages after it are lost")
+                    return
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec
+                elif isinstance(rec, Channel) and rec.id not in self._channels:
+                    self._add_channel(rec.id, rec.topic, schemas.get(rec.schema_id), 0)
+                yield rec
+
+    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+        from mcap.records import Message
+
+        wanted = set(topics)
+        for rec in self._records():
+            if isinstance(rec, Message):
+                topic = self._channels.get(rec.channel_id, ("",))[0]
+                if topic in wanted:
+                    yield topic, int(rec.log_time), rec.data
+
+
+class _SqliteFile(Bag):
+    """One rosbag2 sqlite3 file through ``sqlite3`` (bare files, and row-by-row salvage)."""
+
+    def __init__(self, path: Path, salvage: bool = False):
+        super().__init__()
+        self.path, self.storage, self.salvage = path, "sqlite3", salvage
+        try:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            rows = self._db.execute("SELECT id, name, type FROM topics").fetchall()
+        except sqlite3.Error as exc:
+            raise BagError(f"{path}: not a readable rosbag2 sqlite3 file ({exc}); {SALVAGE_HINT}") from exc
+        self._ids = {int(i): str(n) for i, n, _ in rows}
+        defs: dict[str, tuple[str, str]] = {}
+        try:
+            for name, enc, text in self._db.execute(
+                "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
+            ):
+                defs[str(name)] = (str(enc), str(text))
+        except sqlite3.Error:
+            pass
+        counts: dict[int, int] = {}
+        if not salvage:
+            try:
+                for tid, n in self._db.execute("SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id"):
+                    counts[int(tid)] = int(n)
+                lo, hi = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM messages").fetchone()
+                self.start_ns, self.end_ns = int(lo or 0), int(hi or 0)
+            except sqlite3.Error as exc:
+                raise BagError(f"{path}: damaged sqlite3 bag ({exc}); {SALVAGE_HINT}") from exc
+        else:
+            times = []
+            for tid, t, _ in self._rows():
+                counts[tid] = counts.get(tid, 0) + 1
+                times.append(t)
+            self.start_ns, self.end_ns = (min(times), max(times)) if times else (0, 0)
+        for i, n, ty in rows:
+            enc, text = defs.get(str(ty), ("ros2msg", None))
+            self.topics[str(n)] = TopicInfo(str(n), str(ty), counts.get(int(i), 0), text, enc or "ros2msg")
+
+    def _rows(self, topic_ids: set[int] | None = None) -> Iterator[tuple[int, int, bytes]]:
+        last = -1
+        while True:
+            try:
+                batch = self._db.execute(
+                    "SELECT id, topic_id, timestamp, data FROM messages WHERE id > ? ORDER BY id LIMIT 256",
+                    (last,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                note = f"{self.path.name}: damaged after message row {last} ({exc})"
+                if not self.salvage:
+                    raise BagError(f"{self.path}: {note}; {SALVAGE_HINT}") from exc
+                if note + "; messages after it are lost" not in self.notes:
+                    self.notes.append(note + "; messages after it are lost")
+                return
+            if not batch:
+                return
+            for rid, tid, t, data in batch:
+                last = int(rid)
+                if topic_ids is None or int(tid) in topic_ids:
+                    yield int(tid), int(t), bytes(data)
+
+    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+        ids = {i for i, n in self._ids.items() if n in set(topics)}
+        if not self.salvage:
+            try:
+                q = (
+                    "SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN (%s) ORDER BY timestamp"
+                    % (",".join("?" * len(ids)) or "NULL")
+                )
+                for tid, t, data in self._db.execute(q, tuple(ids)):
+                    yield self._ids[int(tid)], int(t), bytes(data)
+            except sqlite3.Error as exc:
+                raise BagError(f"{self.path}: damaged sqlite3 bag ({exc}); {SALVAGE_HINT}") from exc
+            return
+        for tid, t, data in self._rows(ids):
+            yield self._ids[tid], t, data
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _SalvageDir(Bag):
+    """A bag directory read file by file with the salvaging readers."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        meta = _read_metadata(path)
+        self.custom_data = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
+        self.storage = str(meta.get("storage_identifier", ""))
+        if meta.get("compression_mode") == "file":
+            raise BagError(f"{path}: --salvage does not support file-compressed bags")
+        self.files: list[Bag] = []
+        for rel in meta.get("relative_file_paths") or []:
+            p = path / rel
+            if not p.exists():
+                self.notes.append(f"{rel}: missing")
+                continue
+            self.files.append(_open_file(p, salvage=True))
+        for f in self.files:
+            self.notes.extend(f.notes)
+            for name, info in f.topics.items():
+                prev = self.topics.get(name)
+                self.topics[name] = TopicInfo(
+                    name, info.msgtype, (prev.count if prev else 0) + info.count, info.msgdef, info.encoding
+                )
+        starts = [f.start_ns for f in self.files if f.end_ns]
+        self.start_ns = min(starts) if starts else 0
+        self.end_ns = max((f.end_ns for f in self.files), default=0)
+
+    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+        for f in self.files:
+            yield from f.messages(topics)
+            for n in f.notes:
+                if n not in self.notes:
+                    self.notes.append(n)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _open_file(path: Path, salvage: bool) -> Bag:
+    if path.suffix == ".mcap":
+        return _McapFile(path, salvage)
+    if path.suffix == ".db3":
+        return _SqliteFile(path, salvage)
+    raise BagError(f"{path}: not a bag file (.mcap or .db3)")
+
+
+def is_bag(path: str | Path) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (p / "metadata.yaml").exists()) or (p.is_file() and p.suffix in (".mcap", ".db3"))
+
+
+def find_bags(path: str | Path) -> list[Path]:
+    """A bag (directory or file), or a directory whose sub-directories are bags (sorted by name)."""
+    p = Path(path)
+    if not p.exists():
+        raise BagError(f"{p}: no such file or directory")
+    if is_bag(p):
+        return [p]
+    if p.is_dir():
+        bags = sorted(c for c in p.iterdir() if is_bag(c) and not c.name.endswith((".partial", ".tmp")))
+        if bags:
+            return bags
+    raise BagError(f"{p}: not a rosbag2 bag (no metadata.yaml, .mcap or .db3) nor a directory of bags")
+
+
+def open_bag(path: str | Path, salvage: bool = False) -> Bag:
+    p = Path(path)
+    if not p.exists():
+        raise BagError(f"{p}: no such file or directory")
+    if p.is_file():
+        return _open_file(p, salvage)
+    if not (p / "metadata.yaml").exists():
+        raise BagError(f"{p}: no metadata.yaml (not a rosbag2 bag directory)")
+    return _SalvageDir(p) if salvage else _RosbagsBag(p)

@@ -1,0 +1,174 @@
+"""Test fixture: a real rosbag2 bag written with the ``rosbags`` writer from MuJoCo simulator frames.
+
+``write_sim_bag()`` steps ``smolvla_sim.sim.ArmSim`` along a smooth joint trajectory and writes what the
+simulator node would publish on the graph contract's topics (``/joint_states`` at 60 Hz, ``/joint_commands``
+single-point JointTrajectory at 30 Hz, ``/cameras/{top,wrist}/image_raw`` rgb8 at 30 Hz with per-camera
+exposure offsets, ``/robot_description``, the recorder's ``/smolvla/episode`` events and ``metadata.yaml``
+custom_data as in contract B), with receive (log) times a few ms after the header stamps. It returns every
+published sample so a test can compute the expected dataset independently of the converter.
+
+This is not the episode recorder (H11's ``episode_recorder``); it is a stand-in that writes the same bag
+layout from simulator frames without a ROS graph, so the converter's tests run in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+BASE_NS = 1_700_000_000 * 1_000_000_000
+NS = 1_000_000_000
+TASK = "pick up the cube and put it in the tray"
+
+
+@dataclass
+class Published:
+    """What the fixture published: stamps (ns) and values per topic."""
+
+    joint_t: list[int] = field(default_factory=list)
+    joint_q: list[np.ndarray] = field(default_factory=list)
+    cmd_t: list[int] = field(default_factory=list)
+    cmd_q: list[np.ndarray] = field(default_factory=list)
+    image_t: dict[str, list[int]] = field(default_factory=dict)
+    images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    start_ns: int = 0
+    end_ns: int = 0
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    task: str = TASK
+
+
+def write_sim_bag(
+    path: str | Path,
+    seconds: float = 2.0,
+    width: int = 64,
+    height: int = 48,
+    storage: str = "mcap",
+    compression: bool = False,
+    seed: int = 3,
+    camera_gap: tuple[float, float] | None = None,
+    description: bool = True,
+    events: bool = True,
+    custom_data: bool = True,
+    cameras: tuple[str, ...] = ("top", "wrist"),
+    image_rate: int = 30,
+    task: str = TASK,
+) -> Published:
+    """Write the bag directory ``path``; ``camera_gap=(t0, t1)`` s: no wrist camera images then."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.typesys import Stores, get_typestore
+
+    from smolvla_sim.model import robot_limits
+    from smolvla_sim.sim import HOME_POSE, ArmSim, SimConfig
+    from so_arm_description.robot_model import build_urdf
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    path = Path(path)
+    sim = ArmSim(SimConfig(control_rate=60.0, image_width=width, image_height=height, cameras=cameras))
+    sim.reset(seed)
+    pub = Published(limits=robot_limits("so101"), task=task)
+    out: list[tuple[int, str, str, object]] = []  # (log_ns, topic, type, msg)
+
+    def header(stamp: int, frame: str = "") -> object:
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS), frame_id=frame
+        )
+
+    exposure = {"top": 3_000_000, "wrist": 7_000_000}
+    steps = int(round(seconds * 60))
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, 6)
+    for k in range(steps):
+        t = BASE_NS + int(round(k * NS / 60))
+        s = k / 60
+        target = np.asarray(HOME_POSE) + 0.25 * np.sin(2 * np.pi * 0.4 * s + phase) * np.array(
+            [1, 1, 1, 1, 1, 0.5]
+        )
+        if k % 2 == 0:  # commands at 30 Hz
+            point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
+                positions=target.astype(np.float64),
+                velocities=np.zeros(0),
+                accelerations=np.zeros(0),
+                effort=np.zeros(0),
+                time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0),
+            )
+            msg = T["trajectory_msgs/msg/JointTrajectory"](
+                header=header(t), joint_names=list(JOINTS), points=[point]
+            )
+            out.append((t + 500_000, "/joint_commands", "trajectory_msgs/msg/JointTrajectory", msg))
+            pub.cmd_t.append(t)
+            pub.cmd_q.append(target.copy())
+        sim.step(target)
+        q = np.asarray(sim.joint_positions, dtype=np.float64).copy()
+        js = T["sensor_msgs/msg/JointState"](
+            header=header(t), name=list(JOINTS), position=q, velocity=np.zeros(6), effort=np.zeros(6)
+        )
+        out.append((t + 1_000_000, "/joint_states", "sensor_msgs/msg/JointState", js))
+        pub.joint_t.append(t)
+        pub.joint_q.append(q)
+        if k % (60 // image_rate) == 0:
+            for cam in cameras:
+                if cam == "wrist" and camera_gap and camera_gap[0] <= s < camera_gap[1]:
+                    continue
+                img = np.ascontiguousarray(sim.render(cam))
+                stamp = t + exposure.get(cam, 0)
+                msg = T["sensor_msgs/msg/Image"](
+                    header=header(stamp, f"{cam}_camera"),
+                    height=height,
+                    width=width,
+                    encoding="rgb8",
+                    is_bigendian=0,
+                    step=width * 3,
+                    data=img.reshape(-1),
+                )
+                out.append((stamp + 5_000_000, f"/cameras/{cam}/image_raw", "sensor_msgs/msg/Image", msg))
+                pub.image_t.setdefault(cam, []).append(stamp)
+                pub.images.setdefault(cam, []).append(img)
+    sim.close()
+    pub.start_ns = BASE_NS + 100_000_000
+    pub.end_ns = BASE_NS + int((seconds - 0.1) * NS)
+    if description:
+        out.append(
+            (
+                BASE_NS - 1,
+                "/robot_description",
+                "std_msgs/msg/String",
+                T["std_msgs/msg/String"](data=build_urdf("so101", pub.limits)),
+            )
+        )
+    if events:
+        import json
+
+        for ev, t in (("start", pub.start_ns), ("end", pub.end_ns)):
+            data = json.dumps({"event": ev, "episode_index": 0, "task": task, "time_ns": t})
+            out.append((t, "/smolvla/episode", "std_msgs/msg/String", T["std_msgs/msg/String"](data=data)))
+    out.sort(key=lambda r: r[0])
+    writer = Writer(
+        path, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    )
+    if compression:
+        writer.set_compression(
+            CompressionMode.STORAGE if storage == "mcap" else CompressionMode.MESSAGE, CompressionFormat.ZSTD
+        )
+    with writer:
+        conns = {}
+        for _, topic, mt, _ in out:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, mt, typestore=ts)
+        for log_ns, topic, mt, msg in out:
+            writer.write(conns[topic], log_ns, ts.serialize_cdr(msg, mt))
+        if custom_data:
+            for k, v in {
+                "smolvla.task": task,
+                "smolvla.episode_index": "0",
+                "smolvla.start_ns": str(pub.start_ns),
+                "smolvla.end_ns": str(pub.end_ns),
+                "smolvla.outcome": "unknown",
+                "smolvla.robot": "so101",
+            }.items():
+                writer.set_custom_data(k, v)
+    return pub
