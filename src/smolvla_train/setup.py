@@ -12,6 +12,7 @@ setup(
         ("share/" + PACKAGE + "/config", ["../../config/episode_recorder.yaml"]),
     ],
     include_package_data=True,
+    package_data={PACKAGE: ["configs/*.json"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="smolvla_ros maintainers",
@@ -22,6 +23,7 @@ setup(
         "console_scripts": [
             "smolvla_train = smolvla_train.cli:main",
             "episode_recorder = smolvla_train.nodes.episode_recorder:main",
+            "finetune = smolvla_train.finetune:main",
         ],
     },
 )
