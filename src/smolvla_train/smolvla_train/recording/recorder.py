@@ -114,7 +114,6 @@ class EpisodeRecorder:
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
         self._max_bytes = int(config.max_queue_mb * 1024 * 1024)
-        self._busy = False  # writer thread is working on an item taken off the queue
         self._stop = False
         self.session_bags: list[Path] = []
         self.episode_info = self.types.info(EPISODE_TYPE)
@@ -203,18 +202,21 @@ class EpisodeRecorder:
         index = self.next_index() if episode_index < 0 else int(episode_index)
         name = self.cfg.name_format.format(index=index)
         custom = self._custom_data(task, index, stamp_ns, None, None)
-        bag = EpisodeBag(
-            self.out_dir,
-            name,
-            storage=self.cfg.storage,
-            compression=self.cfg.compression,
-            version=self.cfg.bag_version,
-            report={"custom_data": custom},
+        bag = self._call(
+            lambda: EpisodeBag(
+                self.out_dir,
+                name,
+                storage=self.cfg.storage,
+                compression=self.cfg.compression,
+                version=self.cfg.bag_version,
+                report={"custom_data": custom},
+            )
         )
         ep = _Episode(bag, index, task, int(stamp_ns), float(time_limit))
         event = self._event_bytes("start", index, task, stamp_ns)
         with self._lock:
             self._episode = ep
+            ep.received[EPISODE_TOPIC] = 1
             self._queue.append(("msg", ep, EPISODE_TOPIC, int(stamp_ns), event))
             for t in self._topics.values():
                 if t.latched and t.latched_data is not None:
@@ -224,13 +226,18 @@ class EpisodeRecorder:
         return index
 
     def status(self, now_ns: int) -> EpisodeStatus:
+        """Messages received for the running episode per topic (queued or written), losses so far."""
         with self._lock:
             ep = self._episode
             if ep is None:
                 return EpisodeStatus(False, -1, "", 0.0, {}, 0)
-            counts = dict(ep.bag.counts)
             return EpisodeStatus(
-                True, ep.index, ep.task, (now_ns - ep.start_ns) * 1e-9, counts, sum(ep.lost.values())
+                True,
+                ep.index,
+                ep.task,
+                (now_ns - ep.start_ns) * 1e-9,
+                dict(ep.received),
+                sum(ep.lost.values()),
             )
 
     def time_limit_reached(self, now_ns: int) -> bool:
@@ -247,45 +254,46 @@ class EpisodeRecorder:
             if ep is None:
                 raise BagError("no episode is being recorded")
             self._episode = None  # later messages belong to no episode
-            self._queue.append(
-                (
-                    "msg",
-                    ep,
-                    EPISODE_TOPIC,
-                    int(stamp_ns),
-                    self._event_bytes("end", ep.index, ep.task, stamp_ns),
-                )
-            )
+            event = self._event_bytes("end", ep.index, ep.task, stamp_ns)
+            self._queue.append(("msg", ep, EPISODE_TOPIC, int(stamp_ns), event))
             self._cond.notify_all()
-            drained = self._cond.wait_for(lambda: not self._busy and not self._queue, timeout)
         duration = (stamp_ns - ep.start_ns) * 1e-9
-        counts = dict(ep.bag.counts)
-        dropped = sum(ep.lost.values())
-        if not drained:
-            ep.error = ep.error or f"the writer did not catch up within {timeout:g} s"
-        if ep.error:
-            ep.bag.mark_failed(ep.error)
-            return EpisodeResult("", ep.index, counts, dropped, duration, outcome, ep.error, dict(ep.lost))
-        custom = self._custom_data(ep.task, ep.index, ep.start_ns, int(stamp_ns), outcome)
-        custom["smolvla.dropped"] = str(dropped)
+
+        def finish() -> EpisodeResult:  # on the writer thread, after every message queued before it
+            counts = dict(ep.bag.counts)
+            dropped = sum(ep.lost.values())
+            if ep.error:
+                ep.bag.mark_failed(ep.error)
+                return EpisodeResult(
+                    "", ep.index, counts, dropped, duration, outcome, ep.error, dict(ep.lost)
+                )
+            custom = self._custom_data(ep.task, ep.index, ep.start_ns, int(stamp_ns), outcome)
+            custom["smolvla.dropped"] = str(dropped)
+            try:
+                path = ep.bag.finish(custom)
+            except Exception as exc:  # noqa: BLE001 (disk full, permissions: reported, the partial stays)
+                error = f"could not finish the bag: {exc}"
+                ep.bag.mark_failed(error)
+                return EpisodeResult("", ep.index, counts, dropped, duration, outcome, error, dict(ep.lost))
+            return EpisodeResult(str(path), ep.index, counts, dropped, duration, outcome, "", dict(ep.lost))
+
         try:
-            path = ep.bag.finish(custom)
-        except Exception as exc:  # noqa: BLE001 (disk full, permissions: reported, the partial stays)
-            error = f"could not finish the bag: {exc}"
-            ep.bag.mark_failed(error)
-            return EpisodeResult("", ep.index, counts, dropped, duration, outcome, error, dict(ep.lost))
-        self.session_bags.append(path)
-        return EpisodeResult(str(path), ep.index, counts, dropped, duration, outcome, "", dict(ep.lost))
+            result = self._call(finish, timeout)
+        except TimeoutError:
+            ep.error = f"the writer did not catch up within {timeout:g} s"
+            return EpisodeResult("", ep.index, {}, sum(ep.lost.values()), duration, outcome, ep.error)
+        if result.bag_path:
+            self.session_bags.append(Path(result.bag_path))
+        return result
 
     def abort(self, reason: str = "aborted") -> None:
         """Drop the running episode (nothing is saved)."""
         with self._lock:
             ep = self._episode
             self._episode = None
-            if ep is None:
-                return
-            self._cond.wait_for(lambda: not self._busy and not any(i[1] is ep for i in self._queue), 60.0)
-        ep.bag.discard()
+        if ep is not None:
+            ep.error = reason
+            self._call(ep.bag.discard, 120.0)
 
     def discard_last(self) -> str:
         """Move the last bag saved by this recorder to ``<out_dir>/.discarded/`` (its index is reused)."""
@@ -335,25 +343,40 @@ class EpisodeRecorder:
         text = json.dumps({"event": event, "episode_index": index, "task": task, "time_ns": int(stamp_ns)})
         return episode_event_cdr(self.types, text)
 
+    def _call(self, fn, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        """Run ``fn`` on the writer thread after everything queued so far; its result or exception."""
+        box: dict = {"done": threading.Event()}
+        with self._lock:
+            self._queue.append(("call", fn, box))
+            self._cond.notify_all()
+        if not box["done"].wait(timeout):
+            raise TimeoutError(f"the bag writer did not answer within {timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
     def _writer_loop(self) -> None:
         last_flush = time.monotonic()
         while True:
             with self._lock:
-                self._busy = False
-                self._cond.notify_all()
                 self._cond.wait_for(lambda: self._queue or self._stop, timeout=self.cfg.flush_period)
                 if self._stop and not self._queue:
                     return
                 item = self._queue.popleft() if self._queue else None
-                if item is not None and item[2] != EPISODE_TOPIC:
+                if item is not None and item[0] == "msg" and item[2] != EPISODE_TOPIC:
                     self._queued_bytes -= len(item[4])
                 flush_ep = None
                 if self._episode is not None and time.monotonic() - last_flush >= self.cfg.flush_period:
                     flush_ep = self._episode
                     last_flush = time.monotonic()
-                # end() waits until the writer is idle: nothing may touch a bag after that
-                self._busy = item is not None or flush_ep is not None
-            if item is not None:
+            if item is not None and item[0] == "call":
+                _, fn, box = item
+                try:
+                    box["result"] = fn()
+                except BaseException as exc:  # noqa: BLE001 (handed to the caller)
+                    box["error"] = exc
+                box["done"].set()
+            elif item is not None:
                 _, ep, topic, stamp, data = item
                 if not ep.error and not ep.bag.closed:
                     try:

@@ -1,0 +1,337 @@
+"""Episode bags from the recorder core (no ROS graph): what rosbags, mcap and mcap-ros2 read back.
+
+Independent references: the rosidl-generated type hashes (``share/<pkg>/msg/<T>.json``), ``mcap_ros2``'s
+decoder (it decodes the payload with the definition stored in the MCAP schema, not with rclpy), rclpy's own
+serialization, and a recorder process killed with SIGKILL (a real crash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from rosbags.highlevel import AnyReader  # noqa: E402
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime  # noqa: E402
+
+from smolvla_train.recording.bag import BagError, list_bags, list_partials, read_report, recover_partial  # noqa: E402
+from smolvla_train.recording.recorder import EpisodeRecorder, RecorderConfig  # noqa: E402
+from smolvla_train.recording.typedefs import TypeLibrary, ament_prefixes  # noqa: E402
+
+QOS = Qos(
+    QosHistory.KEEP_LAST,
+    10,
+    QosReliability.RELIABLE,
+    QosDurability.VOLATILE,
+    QosTime(0, 0),
+    QosTime(0, 0),
+    QosLiveliness.AUTOMATIC,
+    QosTime(0, 0),
+    False,
+)
+T0 = 1_700_000_000_000_000_000
+
+
+STORE = TypeLibrary().store
+_T = STORE.types
+
+
+def _cdr(msg: object, msgtype: str) -> bytes:
+    # rosbags' serializer: rclpy's serialize_message pads its buffer with stray bytes that a strict CDR
+    # reader rejects (messages received from DDS are exact)
+    return bytes(STORE.serialize_cdr(msg, msgtype))
+
+
+def _header(frame_id: str = "") -> object:
+    return _T["std_msgs/msg/Header"](
+        stamp=_T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=frame_id
+    )
+
+
+def _joint_state(i: int) -> bytes:
+    msg = _T["sensor_msgs/msg/JointState"](
+        header=_header(),
+        name=["a", "b"],
+        position=np.array([float(i), -float(i)]),
+        velocity=np.zeros(0),
+        effort=np.zeros(0),
+    )
+    return _cdr(msg, "sensor_msgs/msg/JointState")
+
+
+def _image(i: int, w: int = 64, h: int = 48) -> bytes:
+    msg = _T["sensor_msgs/msg/Image"](
+        header=_header(f"frame{i}"),
+        height=h,
+        width=w,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=3 * w,
+        data=np.full(3 * w * h, i % 256, dtype=np.uint8),
+    )
+    return _cdr(msg, "sensor_msgs/msg/Image")
+
+
+def _string(text: str) -> bytes:
+    return _cdr(_T["std_msgs/msg/String"](data=text), "std_msgs/msg/String")
+
+
+def _queue_status() -> bytes:
+    lib = TypeLibrary()
+    lib.info("smolvla_msgs/msg/QueueStatus")
+    cls = lib.store.types["smolvla_msgs/msg/QueueStatus"]
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        kind = str(f.type)
+        values[f.name] = _header() if "Header" in kind else {"bool": False, "float": 0.0}.get(kind, 0)
+    values.update(queue_size=7, tick=3)
+    return bytes(lib.store.serialize_cdr(cls(**values), "smolvla_msgs/msg/QueueStatus"))
+
+
+def _record(out: Path, storage: str = "mcap", compression: str = "none", n: int = 50) -> EpisodeRecorder:
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(out), storage=storage, compression=compression))
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    rec.register_topic("/cameras/top/image_raw", "sensor_msgs/msg/Image", [QOS])
+    rec.register_topic("/smolvla/queue_status", "smolvla_msgs/msg/QueueStatus", [QOS])
+    rec.register_topic("/robot_description", "std_msgs/msg/String", [QOS], latched=True)
+    rec.on_message("/robot_description", _string("<robot name='so101'/>"), T0 - 10**9)
+    return rec
+
+
+def _fill(rec: EpisodeRecorder, n: int = 50, t0: int = T0) -> None:
+    for i in range(n):
+        rec.on_message("/joint_states", _joint_state(i), t0 + i * 20_000_000, seq=i + 1)
+        rec.on_message("/cameras/top/image_raw", _image(i), t0 + i * 20_000_000 + 1, seq=i + 1)
+    rec.on_message("/smolvla/queue_status", _queue_status(), t0 + 5)
+
+
+@pytest.mark.parametrize("storage,compression", [("mcap", "none"), ("mcap", "zstd"), ("sqlite3", "none")])
+def test_episode_bag_reads_back_with_rosbags(tmp_path: Path, storage: str, compression: str) -> None:
+    rec = _record(tmp_path, storage, compression)
+    index = rec.start("pick the red cube", T0)
+    _fill(rec)
+    res = rec.end(T0 + 2 * 10**9, "success")
+    rec.close()
+    assert res.error == "" and index == 0 and res.dropped == 0
+    bag = Path(res.bag_path)
+    assert bag == tmp_path / "episode_000000"
+    assert list_bags(tmp_path) == [bag] and list_partials(tmp_path) == []
+    ext = "mcap" if storage == "mcap" else "db3"
+    assert sorted(p.name for p in bag.iterdir()) == sorted(["metadata.yaml", f"episode_000000_0.{ext}"])
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["relative_file_paths"] == [f"episode_000000_0.{ext}"]
+    assert meta["custom_data"] == {
+        "smolvla.task": "pick the red cube",
+        "smolvla.episode_index": "0",
+        "smolvla.start_ns": str(T0),
+        "smolvla.end_ns": str(T0 + 2 * 10**9),
+        "smolvla.outcome": "success",
+        "smolvla.robot": "so101",
+        "smolvla.dropped": "0",
+    }
+    topics = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
+    assert topics["/joint_states"]["message_count"] == 50
+    assert topics["/joint_states"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "reliable"
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        assert counts == {
+            "/smolvla/episode": 2,
+            "/robot_description": 1,
+            "/joint_states": 50,
+            "/cameras/top/image_raw": 50,
+            "/smolvla/queue_status": 1,
+        }
+        events, positions, frames = [], [], []
+        for conn, stamp, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic == "/smolvla/episode":
+                events.append((stamp, json.loads(msg.data)))
+            elif conn.topic == "/joint_states":
+                positions.append((stamp, msg.position[0]))
+            elif conn.topic == "/cameras/top/image_raw":
+                frames.append(msg.header.frame_id)
+            elif conn.topic == "/robot_description":
+                assert msg.data == "<robot name='so101'/>" and stamp == T0  # latched: written at the start
+            elif conn.topic == "/smolvla/queue_status":
+                assert (msg.queue_size, msg.tick) == (7, 3)
+    assert events == [
+        (T0, {"event": "start", "episode_index": 0, "task": "pick the red cube", "time_ns": T0}),
+        (
+            T0 + 2 * 10**9,
+            {"event": "end", "episode_index": 0, "task": "pick the red cube", "time_ns": T0 + 2 * 10**9},
+        ),
+    ]
+    assert positions == [(T0 + i * 20_000_000, float(i)) for i in range(50)]  # log time = given receive time
+    assert frames == [f"frame{i}" for i in range(50)]
+
+
+def test_mcap_schemas_hold_the_definitions_and_hashes(tmp_path: Path) -> None:
+    """mcap_ros2 decodes every message from the schema text alone; hashes equal rosidl's generated ones."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    rec = _record(tmp_path)
+    rec.start("task", T0)
+    _fill(rec, 5)
+    res = rec.end(T0 + 10**9, "failure")
+    rec.close()
+    path = Path(res.bag_path) / "episode_000000_0.mcap"
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert {s.name for s in summary.schemas.values()} == {
+            "std_msgs/msg/String",
+            "sensor_msgs/msg/JointState",
+            "sensor_msgs/msg/Image",
+            "smolvla_msgs/msg/QueueStatus",
+        }
+        assert all(s.encoding == "ros2msg" for s in summary.schemas.values())
+        qos = {c.topic: c.metadata.get("offered_qos_profiles", "") for c in summary.channels.values()}
+        assert "reliability: reliable" in qos["/joint_states"]
+        decoded = {}
+        for _schema, channel, _message, msg in reader.iter_decoded_messages():
+            decoded.setdefault(channel.topic, []).append(msg)
+    assert [m.position for m in decoded["/joint_states"]] == [[float(i), -float(i)] for i in range(5)]
+    assert decoded["/smolvla/queue_status"][0].queue_size == 7
+    assert json.loads(decoded["/smolvla/episode"][1].data)["event"] == "end"
+    # the hashes written to metadata.yaml are the ones rosidl generated for the installed packages
+    meta = yaml.safe_load((Path(res.bag_path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    for t in meta["topics_with_message_count"]:
+        msgtype = t["topic_metadata"]["type"]
+        pkg, _, name = msgtype.split("/")
+        ref = next(
+            p / "share" / pkg / "msg" / f"{name}.json"
+            for p in ament_prefixes()
+            if (p / "share" / pkg / "msg" / f"{name}.json").is_file()
+        )
+        hashes = json.loads(ref.read_text())["type_hashes"]
+        assert t["topic_metadata"]["type_description_hash"] == hashes[0]["hash_string"]
+
+
+def test_type_library_resolves_project_types_from_installed_msg_files() -> None:
+    lib = TypeLibrary()
+    info = lib.info("smolvla_msgs/QueueStatus")
+    assert info.msgtype == "smolvla_msgs/msg/QueueStatus"
+    assert info.msgdef.startswith("std_msgs/Header header\n")
+    assert "MSG: builtin_interfaces/Time" in info.msgdef
+    with pytest.raises(KeyError):
+        lib.info("no_such_pkg/msg/Nothing")
+
+
+def test_sequence_gaps_and_middleware_losses_are_counted(tmp_path: Path) -> None:
+    rec = _record(tmp_path)
+    rec.on_message("/joint_states", _joint_state(0), T0 - 1, seq=10)  # before the episode: only tracked
+    rec.start("task", T0)
+    rec.on_message("/joint_states", _joint_state(1), T0 + 1, seq=11)
+    rec.on_message("/joint_states", _joint_state(2), T0 + 2, seq=14)  # 12 and 13 never arrived
+    rec.add_lost("/cameras/top/image_raw", 3)
+    res = rec.end(T0 + 10, "unknown")
+    rec.close()
+    assert res.dropped == 5
+    assert res.lost_by_topic == {"/joint_states": 2, "/cameras/top/image_raw": 3}
+    meta = yaml.safe_load((Path(res.bag_path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"]["smolvla.dropped"] == "5"
+
+
+def test_discard_last_moves_the_bag_away_and_reuses_its_index(tmp_path: Path) -> None:
+    rec = _record(tmp_path)
+    for k in range(2):
+        rec.start(f"task {k}", T0 + k * 10**10)
+        _fill(rec, 3, T0 + k * 10**10)
+        rec.end(T0 + k * 10**10 + 10**9, "success")
+    assert [p.name for p in list_bags(tmp_path)] == ["episode_000000", "episode_000001"]
+    assert rec.discard_last().endswith("episode_000001")
+    assert [p.name for p in list_bags(tmp_path)] == ["episode_000000"]
+    assert len(list((tmp_path / ".discarded").iterdir())) == 1
+    assert rec.start("again", T0 + 5 * 10**10) == 1  # re-recorded under the same index
+    rec.abort()  # a running episode can be dropped as well: nothing remains of it
+    assert list_partials(tmp_path) == [] and [p.name for p in list_bags(tmp_path)] == ["episode_000000"]
+    rec.close()
+
+
+def test_refuses_bad_requests_without_leaving_files(tmp_path: Path) -> None:
+    rec = _record(tmp_path)
+    with pytest.raises(ValueError):
+        rec.start("   ", T0)
+    with pytest.raises(ValueError):
+        rec.start("task", T0, time_limit=float("nan"))
+    with pytest.raises(BagError):
+        rec.end(T0, "success")  # nothing recording
+    rec.start("task", T0)
+    with pytest.raises(BagError):
+        rec.start("task", T0)  # one at a time
+    with pytest.raises(ValueError):
+        rec.end(T0 + 1, "great")
+    rec.end(T0 + 1, "success")
+    with pytest.raises(BagError):
+        rec.start("task", T0, episode_index=0)  # never overwrites a recorded episode
+    rec.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["episode_000000"]
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from smolvla_train.recording.recorder import EpisodeRecorder, RecorderConfig, episode_event_cdr
+    from smolvla_train.recording.typedefs import TypeLibrary
+    rec = EpisodeRecorder(RecorderConfig(out_dir=sys.argv[1], flush_period=0.2))
+    rec.register_topic("/joint_states", "std_msgs/msg/String")
+    t0 = 1_700_000_000_000_000_000
+    rec.start("crash test", t0)
+    for i in range(200):
+        rec.on_message("/joint_states", episode_event_cdr(TypeLibrary(), str(i)),
+                       t0 + i * 1_000_000, seq=i + 1)
+    time.sleep(1.0)  # several flush periods: everything above is on disk
+    print("written", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_crash_leaves_a_readable_partial_bag_that_recovers(tmp_path: Path) -> None:
+    """Regression: a recorder killed mid-episode must not leave a bag that looks complete."""
+    from mcap.records import Message
+    from mcap.stream_reader import StreamReader
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert list_bags(tmp_path) == []  # nothing that looks finished
+    (partial,) = list_partials(tmp_path)
+    assert partial.name == "episode_000000.partial"
+    report = read_report(partial)
+    assert report["status"] == "recording" and report["custom_data"]["smolvla.task"] == "crash test"
+    mcap_file = partial / "episode_000000_0" / "episode_000000_0.mcap"
+    n = 0
+    with open(mcap_file, "rb") as f:
+        try:
+            for record in StreamReader(f).records:
+                n += isinstance(record, Message)
+        except Exception:  # noqa: BLE001 (the file ends without a footer)
+            pass
+    assert n == 201  # 200 joint states + the start event, read without any summary
+    bag, recovered = recover_partial(partial)
+    assert recovered == 201 and list_partials(tmp_path) == [] and list_bags(tmp_path) == [bag]
+    with AnyReader([bag]) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections} == {
+            "/smolvla/episode": 1,
+            "/joint_states": 200,
+        }
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"]["smolvla.outcome"] == "partial"
+    assert meta["custom_data"]["smolvla.task"] == "crash test"
