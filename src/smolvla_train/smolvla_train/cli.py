@@ -28,6 +28,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "smolvla_train.recording.sim_record:main",
         "record N scripted-expert episodes in simulation into rosbag2 bags",
     ),
+    "recover-bags": (
+        "smolvla_train.recording.bag:recover_main",
+        "finish the partial episode bags a crashed episode_recorder left in a directory",
+    ),
 }
 
 

@@ -301,3 +301,36 @@ def recover_partial(partial_dir: str | os.PathLike, *, version: int = 9) -> tupl
             tmp_out.rmdir()
     shutil.rmtree(partial, ignore_errors=True)
     return final, n
+
+
+def recover_main(argv: list[str] | None = None) -> int:
+    """``smolvla_train recover-bags DIR``: finish the partial recordings a crash left in DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="smolvla_train recover-bags",
+        description="Turn the partial MCAP recordings (<name>.partial/) that a crashed episode_recorder left "
+        "in a directory into finished bags (custom_data smolvla.outcome: partial).",
+    )
+    parser.add_argument("out_dir", help="directory of the episode bags")
+    parser.add_argument(
+        "--list", action="store_true", help="only list the partial recordings and their reports"
+    )
+    args = parser.parse_args(argv)
+    partials = list_partials(args.out_dir)
+    if not partials:
+        print(f"no partial recordings in {args.out_dir}")
+        return 0
+    code = 0
+    for partial in partials:
+        report = read_report(partial)
+        if args.list:
+            print(f"{partial}: {json.dumps(report, sort_keys=True)}")
+            continue
+        try:
+            bag, n = recover_partial(partial)
+            print(f"{partial} -> {bag} ({n} messages)")
+        except Exception as exc:  # noqa: BLE001 (report and go on with the others)
+            print(f"{partial}: cannot recover: {exc}")
+            code = 1
+    return code
