@@ -27,6 +27,18 @@ class InferenceCancelled(RuntimeError):
 StepCallback = Callable[[int, int], "bool | None"]
 
 
+@dataclass(frozen=True)
+class RTCRequest:
+    """Real-time chunking asked for by a request (:mod:`smolvla_policy.model.rtc`; backends that cannot guide
+    their chunks ignore it)."""
+
+    prefix: np.ndarray  # (T, joints) radians, columns in joint_names order, rows from timestep on
+    inference_delay: int  # prefix actions executed before the chunk is in use
+    execution_horizon: int  # prefix actions that guide the chunk
+    prefix_attention_schedule: str = "linear"
+    max_guidance_weight: float = 10.0
+
+
 @dataclass
 class ChunkRequest:
     """One observation, converted to plain arrays."""
@@ -38,6 +50,7 @@ class ChunkRequest:
     timestep: int = 0
     seed: int | None = None
     extras: dict[str, object] = field(default_factory=dict)
+    rtc: RTCRequest | None = None
 
 
 @runtime_checkable

@@ -46,7 +46,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from smolvla_common.node_main import run_node
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
-from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, QueueConfig
+from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, ObservationRequest, QueueConfig
 from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
 
 try:  # rclpy raises RCLError when the context goes away under a running executor
@@ -68,6 +68,7 @@ CORE_PARAMS = (
     "retry_backoff",
     "retry_backoff_max",
     "latency_window",
+    "rtc_execution_horizon",
 )
 WARN_PERIOD = 2.0  # seconds between repeated warnings of one kind
 
@@ -159,6 +160,14 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     ),
     "retry_backoff_max": (2.0, _desc("Longest retry delay (s).", D, frange=(0.0, 600.0))),
     "latency_window": (20, _desc("Requests averaged for the latency estimate.", INT, irange=(1, 10000))),
+    "rtc_execution_horizon": (
+        0,
+        _desc(
+            "aggregate_fn rtc: queued actions that guide the new chunk (0 = the policy server's setting).",
+            INT,
+            irange=(0, 100000),
+        ),
+    ),
     "max_step": (
         0.1,
         _desc("Largest command change per tick per joint (rad); 0 disables.", D, frange=(0.0, 10.0)),
@@ -258,6 +267,7 @@ class ActionQueueNode(Node):
             if n in DOUBLE_PARAMS:
                 kw[n] = self._check_number(n, kw[n])
         kw["latency_window"] = int(kw["latency_window"])  # type: ignore[call-overload]
+        kw["rtc_execution_horizon"] = int(kw["rtc_execution_horizon"])  # type: ignore[call-overload]
         kw["lower_limits"] = tuple(float(x) for x in value("joint_lower_limits"))  # type: ignore[union-attr]
         kw["upper_limits"] = tuple(float(x) for x in value("joint_upper_limits"))  # type: ignore[union-attr]
         cfg = QueueConfig(**kw)  # type: ignore[arg-type]
@@ -374,7 +384,7 @@ class ActionQueueNode(Node):
             self._warn("stale", f"no request sent: {why}")
         if res.request is not None:
             try:
-                self._send(res.request.request_id, res.request.timestep, state, now)
+                self._send(res.request.request_id, res.request.timestep, state, now, res.request)
             except Exception as exc:  # noqa: BLE001 (a bad observation must not stop the control loop)
                 with self._lock:
                     self.core.on_request_failed(res.request.request_id, now, f"could not send: {exc!r}")
@@ -426,7 +436,14 @@ class ActionQueueNode(Node):
             )
 
     # -- requests ----------------------------------------------------------------------------------
-    def _send(self, request_id: int, timestep: int, state: np.ndarray | None, now: float) -> None:
+    def _send(
+        self,
+        request_id: int,
+        timestep: int,
+        state: np.ndarray | None,
+        now: float,
+        request: ObservationRequest | None = None,
+    ) -> None:
         if not self._client.server_is_ready():
             with self._lock:
                 self.core.on_request_failed(request_id, now, "action server not available")
@@ -447,7 +464,12 @@ class ActionQueueNode(Node):
         )  # type: ignore[union-attr]
         req = _Request(request_id, timestep)
         self._requests[request_id] = req
-        future = self._client.send_goal_async(PredictChunk.Goal(observation=obs))
+        goal = PredictChunk.Goal(observation=obs)
+        if request is not None and request.rtc_prefix is not None:  # aggregate_fn rtc: real-time chunking
+            goal.rtc_prefix = np.asarray(request.rtc_prefix, dtype=np.float64).reshape(-1).tolist()
+            goal.rtc_inference_delay = int(request.rtc_inference_delay)
+            goal.rtc_execution_horizon = int(self.core.config.rtc_execution_horizon)
+        future = self._client.send_goal_async(goal)
         future.add_done_callback(lambda f, r=req: self._on_goal_response(r, f))
 
     def _on_goal_response(self, req: _Request, future: object) -> None:

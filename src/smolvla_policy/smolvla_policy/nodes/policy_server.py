@@ -35,6 +35,7 @@ from smolvla_policy.server.backends import make_backend
 from smolvla_policy.server.builders import build_action_chunk, build_chunk_markers, load_forward_kinematics
 from smolvla_policy.server.config import PARAMETERS, SPECS, ServerConfig, validate_parameter
 from smolvla_policy.server.conversion import RequestLimits, observation_to_request
+from smolvla_policy.server.rtc import guided_prefix_length, rtc_from_goal
 from smolvla_policy.server.scheduler import ABORTED, CANCELLED, SUCCEEDED, GoalScheduler, Job, Outcome
 
 try:  # rclpy raises this when the context goes away under a running executor
@@ -177,6 +178,7 @@ class PolicyServerNode(Node):
             request = observation_to_request(
                 goal_handle.request.observation, limits, now_s=self.get_clock().now().nanoseconds * 1e-9
             )
+            request.rtc = rtc_from_goal(goal_handle.request, request, cfg.rtc_settings())
             check = getattr(self.scheduler.backend, "check", None)  # optional early check by the backend
             if callable(check):
                 check(request)
@@ -185,9 +187,17 @@ class PolicyServerNode(Node):
             job.finish(Outcome(ABORTED, error=str(exc)))
         else:
             request.extras["fps"] = cfg.fps
+            guided = guided_prefix_length(request.rtc)
+            if not getattr(self.scheduler.backend, "supports_rtc", False):
+                guided = 0  # the backend does not guide its chunks (replay, scripted, ...)
+            delay = request.rtc.inference_delay if guided else 0
 
             def feedback(step: int, num_steps: int) -> None:
-                goal_handle.publish_feedback(PredictChunk.Feedback(step=step, num_steps=num_steps))
+                goal_handle.publish_feedback(
+                    PredictChunk.Feedback(
+                        step=step, num_steps=num_steps, rtc_prefix_length=guided, rtc_inference_delay=delay
+                    )
+                )
 
             job = Job(key, request, on_step=feedback)
         with self._jobs_lock:

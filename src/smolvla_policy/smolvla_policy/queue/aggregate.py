@@ -8,6 +8,8 @@ the fused block. Fixed-weight functions work elementwise (lerobot's names and we
 
 ==================== ==================================
 ``latest_only``      ``new``
+``rtc``              ``new`` (real-time chunking: the request carries the queued actions as a prefix that
+                     guides the new chunk, :mod:`smolvla_policy.model.rtc`; no averaging on arrival)
 ``weighted_average`` ``0.3 * old + 0.7 * new``
 ``average``          ``0.5 * old + 0.5 * new``
 ``conservative``     ``0.7 * old + 0.3 * new``
@@ -37,7 +39,7 @@ FIXED_NEW_WEIGHTS: dict[str, float] = {
     "average": 0.5,
     "conservative": 0.3,
 }
-AGGREGATE_NAMES: tuple[str, ...] = (*FIXED_NEW_WEIGHTS, "blend")
+AGGREGATE_NAMES: tuple[str, ...] = (*FIXED_NEW_WEIGHTS, "blend", "rtc")
 
 
 def blend_weights(overlap: int, blend_ramp: float) -> np.ndarray:
@@ -50,6 +52,8 @@ def blend_weights(overlap: int, blend_ramp: float) -> np.ndarray:
 
 def make_aggregate(name: str, blend_ramp: float = 10.0) -> AggregateFn:
     """Return the aggregation function called ``name`` (one of :data:`AGGREGATE_NAMES`)."""
+    if name == "rtc":  # the new chunk already agrees with the queue where it matters (guided prefix)
+        return make_aggregate("latest_only")
     if name in FIXED_NEW_WEIGHTS:
         w = FIXED_NEW_WEIGHTS[name]
 

@@ -37,11 +37,19 @@ Arrival of a chunk (``on_chunk``)
     in both
     the queue and the chunk the two are fused by the aggregation function (:mod:`.aggregate`); timesteps
     only in
-    the new chunk are appended. Queued timesteps that the new chunk does not cover (beyond its end) are
+    the new chunk are appended (``rtc``: the new chunk is taken as it is from the first tick not yet executed,
+    the actual delay, on). Queued timesteps that the new chunk does not cover (beyond its end) are
     **kept**: they are still the best prediction available for those ticks, and dropping them could empty the
     queue for no reason (lerobot's client discards them). A chunk that would leave a gap (starting after the
     end of the queue) is rejected. Only the response to the request in flight is accepted; responses to
     cancelled or timed-out requests are ignored.
+
+Real-time chunking (``aggregate_fn = "rtc"``)
+    A request captured with ``q > 0`` queued actions carries them as ``rtc_prefix`` (rows for the timesteps
+    ``timestep .. timestep + q - 1``) and ``rtc_inference_delay = min(q, ceil(L / period))``, ``L`` the
+    largest latency of the window (0 before the first measurement): the ticks that will have executed
+    actions of the old queue, the capture tick included, when the chunk arrives. The server guides the new
+    chunk's first actions towards the prefix (:mod:`smolvla_policy.model.rtc`).
 
 Failures
     A failed, rejected or timed-out request is counted and retried after an exponential backoff
@@ -58,7 +66,7 @@ import numpy as np
 from .aggregate import AGGREGATE_NAMES, AggregateFn, make_aggregate
 from .similarity import needs_processing
 from .stats import LatencyStats
-from .threshold import auto_threshold, request_due
+from .threshold import auto_threshold, request_due, ticks_of_latency
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class QueueConfig:
     retry_backoff: float = 0.2
     retry_backoff_max: float = 2.0
     latency_window: int = 20
+    rtc_execution_horizon: int = 0  # rtc: prefix actions that guide the new chunk; 0 = the server's setting
 
     @property
     def period(self) -> float:
@@ -105,6 +114,10 @@ class QueueConfig:
             raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
         if not (self.retry_backoff >= 0 and self.retry_backoff_max >= self.retry_backoff):
             raise ValueError("retry_backoff must be >= 0 and retry_backoff_max >= retry_backoff")
+        if not 0 <= int(self.rtc_execution_horizon) <= 100000:
+            raise ValueError(
+                f"rtc_execution_horizon must be in [0, 100000], got {self.rtc_execution_horizon!r}"
+            )
         if self.latency_window < 1:
             raise ValueError(f"latency_window must be >= 1, got {self.latency_window}")
         if (self.lower_limits is None) != (self.upper_limits is None):
@@ -127,6 +140,9 @@ class ObservationRequest:
     timestep: int
     state: np.ndarray
     must_go: bool
+    #: rtc mode: queued actions for timesteps ``timestep, timestep + 1, ...`` (None = no RTC).
+    rtc_prefix: np.ndarray | None = None
+    rtc_inference_delay: int = 0
 
 
 @dataclass
@@ -249,6 +265,12 @@ class ActionQueueCore:
             return auto_threshold(mean, cfg.period, self.chunk_size, cfg.auto_threshold_margin)
         return cfg.chunk_threshold
 
+    def rtc_inference_delay(self, queue_size: int) -> int:
+        """Expected ticks from a capture until its chunk is merged: ``min(q, ceil(L_max / period))``."""
+        worst = self.latency.percentile(100)
+        ticks = 0 if worst is None else ticks_of_latency(worst, self._config.period)
+        return int(min(queue_size, ticks))
+
     # -- start / stop ------------------------------------------------------------------------------
     def start(self) -> None:
         """Run the loop (again): the queue starts empty, so the first tick requests a chunk (must-go).
@@ -272,9 +294,10 @@ class ActionQueueCore:
         return cancelled
 
     def hold_command(self, state: np.ndarray | None = None) -> np.ndarray | None:
-        """The position held when nothing is executed: the last command, else ``state`` latched once."""
+        """The position held when nothing is executed: the last command, else ``state`` latched once -- as
+        measured, not clipped to the limits: holding must not move the arm (the driver enforces its own)."""
         if self.last_command is None and state is not None and len(state) == self.num_joints:
-            self.last_command = self._clip_limits(np.asarray(state, dtype=np.float64))
+            self.last_command = np.asarray(state, dtype=np.float64).copy()
         return None if self.last_command is None else self.last_command.copy()
 
     # -- events ------------------------------------------------------------------------------------
@@ -304,6 +327,9 @@ class ActionQueueCore:
                 state = np.asarray(state, dtype=np.float64)
                 if needs_processing(state, self._last_sent_state, cfg.similarity_epsilon, q == 0):
                     req = ObservationRequest(self._next_id, self.timestep, state.copy(), must_go=q == 0)
+                    if cfg.aggregate_fn == "rtc" and q > 0:
+                        req.rtc_prefix = self._queue.copy()
+                        req.rtc_inference_delay = self.rtc_inference_delay(q)
                     self._next_id += 1
                     self._in_flight = _InFlight(req.request_id, req.timestep, now)
                     self._last_sent_state = state.copy()

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from smolvla_policy.server.rtc import RTC_SCHEDULES, RTCSettings
+
 BUILTIN_BACKENDS = ("smolvla", "replay", "scripted")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DTYPES = ("float32", "bfloat16", "int8_dynamic")  # int8_dynamic: the model's dynamic int8 CPU mode
@@ -151,6 +153,35 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("base_frame", "base_link", "Frame of the chunk markers (the arm's base frame).", "string"),
     ParamSpec("publish_markers", True, "Publish /smolvla/chunk_markers (gripper path) for rviz.", "bool"),
+    ParamSpec(
+        "rtc_enabled",
+        True,
+        "Real-time chunking: guide a chunk towards the goal's rtc_prefix when the goal carries one (smolvla "
+        "backend; false = ignore the prefix).",
+        "bool",
+    ),
+    ParamSpec(
+        "rtc_prefix_attention_schedule",
+        "linear",
+        "RTC prefix weights over the prefix: zeros | ones | linear | exp (lerobot's schedules).",
+        "string",
+    ),
+    ParamSpec(
+        "rtc_max_guidance_weight",
+        10.0,
+        "RTC: cap of the guidance weight (lerobot's default 10).",
+        "double",
+        1e-6,
+        1e6,
+    ),
+    ParamSpec(
+        "rtc_execution_horizon",
+        10,
+        "RTC: prefix actions that guide the new chunk when the goal's rtc_execution_horizon is 0.",
+        "int",
+        1,
+        100000,
+    ),
 )
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
@@ -178,6 +209,10 @@ class ServerConfig:
     robot: str = "so101"
     base_frame: str = "base_link"
     publish_markers: bool = True
+    rtc_enabled: bool = True
+    rtc_prefix_attention_schedule: str = "linear"
+    rtc_max_guidance_weight: float = 10.0
+    rtc_execution_horizon: int = 10
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> ServerConfig:
@@ -198,7 +233,18 @@ class ServerConfig:
         kwargs["fps"] = float(raw["fps"])
         kwargs["max_observation_age"] = float(raw["max_observation_age"])
         kwargs["latency_ms"] = float(raw["latency_ms"])
+        kwargs["rtc_prefix_attention_schedule"] = str(raw["rtc_prefix_attention_schedule"]).strip().lower()
+        kwargs["rtc_max_guidance_weight"] = float(raw["rtc_max_guidance_weight"])
+        kwargs["rtc_execution_horizon"] = int(raw["rtc_execution_horizon"])
         return cls(**kwargs)
+
+    def rtc_settings(self) -> RTCSettings:
+        return RTCSettings(
+            enabled=bool(self.rtc_enabled),
+            prefix_attention_schedule=self.rtc_prefix_attention_schedule,
+            max_guidance_weight=self.rtc_max_guidance_weight,
+            execution_horizon=self.rtc_execution_horizon,
+        )
 
     def factory_options(self) -> dict[str, Any]:
         """Options handed to the backend factory. Built-in backends get the server-level settings (checkpoint,
@@ -267,6 +313,9 @@ def validate_parameter(name: str, value: Any) -> str | None:
     elif name == "dtype":
         if value not in DTYPES:
             return f"dtype must be one of {', '.join(DTYPES)} (got '{value}')"
+    elif name == "rtc_prefix_attention_schedule":
+        if str(value).strip().lower() not in RTC_SCHEDULES:
+            return f"rtc_prefix_attention_schedule must be one of {', '.join(RTC_SCHEDULES)} (got '{value}')"
     elif name == "robot":
         if value not in ROBOTS:
             return f"robot must be one of {', '.join(ROBOTS)} (got '{value}')"

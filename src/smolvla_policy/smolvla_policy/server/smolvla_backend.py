@@ -69,6 +69,9 @@ def map_cameras(
 
 
 class SmolVLABackend:
+    #: Applies real-time chunking (``ChunkRequest.rtc``).
+    supports_rtc = True
+
     def __init__(
         self,
         policy: Any,
@@ -166,13 +169,38 @@ class SmolVLABackend:
         cams = map_cameras(self.camera_keys, list(request.images), self.camera_map)
         images = {key: request.images[cam] for key, cam in cams.items()}
         actions = self.policy.predict_chunk(
-            images, state, request.task, seed=request.seed, step_callback=step_callback
+            images, state, request.task, seed=request.seed, step_callback=step_callback, **self._rtc(request)
         )
         actions = np.asarray(actions, dtype=np.float64)[:, : len(self.joint_names)]
         rad = np.asarray(self.units.to_ros(actions), dtype=np.float64)
         out = np.empty_like(rad)
         out[:, order] = rad  # back to the request's joint order
         return out
+
+    def _rtc(self, request: ChunkRequest) -> dict[str, Any]:
+        """predict_chunk's RTC arguments: the prefix reordered to the checkpoint's joints, in its units."""
+        rtc = request.rtc
+        if rtc is None:
+            return {}
+        from smolvla_policy.model.rtc import RTCConfig
+
+        names = list(request.joint_names)
+        order = [names.index(n) for n in self.joint_names]
+        prefix = np.asarray(self.units.to_model(np.asarray(rtc.prefix, dtype=np.float64)[:, order]))
+        try:
+            config = RTCConfig(
+                enabled=True,
+                prefix_attention_schedule=rtc.prefix_attention_schedule,
+                max_guidance_weight=rtc.max_guidance_weight,
+                execution_horizon=rtc.execution_horizon,
+            )
+        except ValueError as exc:
+            raise BadRequest(f"RTC settings: {exc}") from None
+        return {
+            "prev_chunk": prefix.astype(np.float32),
+            "inference_delay": int(rtc.inference_delay),
+            "rtc_config": config,
+        }
 
     def warmup(self) -> None:
         s = self.warmup_image_size

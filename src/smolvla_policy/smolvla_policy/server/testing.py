@@ -132,9 +132,10 @@ class PolicyClient:
             raise TimeoutError("no answer from the policy server")
         return future.result()
 
-    def send(self, obs: Any, timeout: float = 30.0) -> GoalRef:
+    def send(self, obs: Any, timeout: float = 30.0, **goal_fields: Any) -> GoalRef:
+        """Send a goal (``goal_fields``: further Goal fields, e.g. rtc_prefix) and wait for its acceptance."""
         ref = GoalRef(None)
-        goal = self.PredictChunk.Goal(observation=obs)
+        goal = self.PredictChunk.Goal(observation=obs, **goal_fields)
         future = self.action.send_goal_async(
             goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
         )
