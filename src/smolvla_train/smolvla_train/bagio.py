@@ -4,10 +4,13 @@
 ``messages(topics)``, which yields ``(topic, log_time_ns, raw_cdr)``; ``deserialize`` turns raw CDR into a
 message object (rosbags' typestore for ROS 2 Kilted, extended with the bag's own definitions when needed).
 
-* A bag directory (``metadata.yaml`` + files) is read through ``rosbags.rosbag2.Reader``, which handles both
-  storages, split bags and compression. Definitions the typestore cannot parse (e.g. service event types of
-  newer rosbag2) do not stop the bag from opening; only a mapped topic that cannot be decoded is an error.
-* A bare ``.mcap`` is read with the ``mcap`` library; a bare ``.db3`` with ``sqlite3``.
+* A bag directory (``metadata.yaml`` + files, split bags included) is read file by file: MCAP through the
+  ``mcap`` library with chunk CRC checks (rosbags' reader does not check them; ``ros2 bag record`` writes
+  them) and zstd/lz4 chunk decompression, sqlite3 through ``sqlite3``; file-compressed bags
+  (``compression_mode: file``) through ``rosbags.rosbag2.Reader``. Bare ``.mcap`` / ``.db3`` files work too.
+  Definitions the typestore cannot parse (e.g. service event types of newer rosbag2) do not stop the bag
+  from opening; only a mapped topic that cannot be decoded is an error. Messages come in file order
+  (rosbag2 writes in receive order); the converter sorts by stamp itself.
 * Damage (truncated MCAP, corrupt chunk, corrupt sqlite page) raises :class:`BagError` naming the file and
   what is wrong. With ``salvage=True`` each file is read record by record up to the damage and the messages
   before it are kept (``Bag.notes`` says what was lost).
@@ -49,6 +52,25 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     little = raw[1] & 1
     sec, nsec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
     return sec * 1_000_000_000 + nsec
+
+
+def describe_damage(exc: BaseException) -> str:
+    """A reader exception as a sentence about the file."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if name == "EndOfFile" or "end magic" in text.lower():
+        what = "the file ends unexpectedly (truncated)"
+    elif name == "InvalidMagic":
+        what = "bad MCAP magic (truncated or not an MCAP file)"
+    elif name == "CRCValidationError":
+        what = "chunk CRC mismatch (corrupt chunk)"
+    elif "zstd" in name.lower() or "lz4" in name.lower() or "decompress" in text.lower():
+        what = "chunk decompression failed (corrupt chunk)"
+    elif name in ("DatabaseError", "CorruptError") or "malformed" in text.lower():
+        what = "corrupt sqlite3 database"
+    else:
+        what = "unreadable data"
+    return f"{what} [{name}: {text}]" if text else f"{what} [{name}]"
 
 
 _TYPESTORE = None
@@ -154,7 +176,7 @@ class _RosbagsBag(Bag):
             self._reader = Reader(path)
             self._reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damage
-            raise BagError(f"{path}: cannot open bag ({type(exc).__name__}: {exc}); {SALVAGE_HINT}") from exc
+            raise BagError(f"{path}: cannot open bag: {describe_damage(exc)}; {SALVAGE_HINT}") from exc
         self._conns: dict[str, list[Any]] = {}
         for c in self._reader.connections:
             self._conns.setdefault(c.topic, []).append(c)
@@ -177,7 +199,7 @@ class _RosbagsBag(Bag):
         except BagError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise BagError(f"{self.path}: damaged bag ({type(exc).__name__}: {exc}); {SALVAGE_HINT}") from exc
+            raise BagError(f"{self.path}: damaged bag: {describe_damage(exc)}; {SALVAGE_HINT}") from exc
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -198,11 +220,9 @@ class _McapFile(Bag):
                 with open(path, "rb") as f:
                     summary = make_reader(f).get_summary()
             except Exception as exc:  # noqa: BLE001
-                raise BagError(
-                    f"{path}: not a readable MCAP file ({type(exc).__name__}: {exc}); {SALVAGE_HINT}"
-                ) from exc
+                raise BagError(f"{path}: damaged MCAP file: {describe_damage(exc)}; {SALVAGE_HINT}") from exc
             if summary is None:
-                raise BagError(f"{path}: MCAP file has no summary (truncated?); {SALVAGE_HINT}")
+                raise BagError(f"{path}: MCAP file has no summary section (truncated?); {SALVAGE_HINT}")
             counts = summary.statistics.channel_message_counts if summary.statistics else {}
             for cid, ch in summary.channels.items():
                 sch = summary.schemas.get(ch.schema_id)
@@ -250,7 +270,7 @@ class _McapFile(Bag):
                 except StopIteration:
                     return
                 except Exception as exc:  # noqa: BLE001 - truncation, bad CRC, bad compression, ...
-                    note = f"{self.path.name}: damaged at byte ~{f.tell()} ({type(exc).__name__}: {exc})"
+                    note = f"{self.path.name}: damaged near byte {f.tell()}: {describe_damage(exc)}"
                     if not self.salvage:
                         raise BagError(f"{self.path}: {note}; {SALVAGE_HINT}") from exc
                     if note not in self.notes:
@@ -283,7 +303,9 @@ class _SqliteFile(Bag):
             self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
             rows = self._db.execute("SELECT id, name, type FROM topics").fetchall()
         except sqlite3.Error as exc:
-            raise BagError(f"{path}: not a readable rosbag2 sqlite3 file ({exc}); {SALVAGE_HINT}") from exc
+            raise BagError(
+                f"{path}: not a readable rosbag2 sqlite3 file: {describe_damage(exc)}; {SALVAGE_HINT}"
+            ) from exc
         self._ids = {int(i): str(n) for i, n, _ in rows}
         defs: dict[str, tuple[str, str]] = {}
         try:
@@ -301,7 +323,9 @@ class _SqliteFile(Bag):
                 lo, hi = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM messages").fetchone()
                 self.start_ns, self.end_ns = int(lo or 0), int(hi or 0)
             except sqlite3.Error as exc:
-                raise BagError(f"{path}: damaged sqlite3 bag ({exc}); {SALVAGE_HINT}") from exc
+                raise BagError(
+                    f"{path}: damaged sqlite3 bag: {describe_damage(exc)}; {SALVAGE_HINT}"
+                ) from exc
         else:
             times = []
             for tid, t, _ in self._rows():
@@ -321,7 +345,7 @@ class _SqliteFile(Bag):
                     (last,),
                 ).fetchall()
             except sqlite3.Error as exc:
-                note = f"{self.path.name}: damaged after message row {last} ({exc})"
+                note = f"{self.path.name}: damaged after message row {last}: {describe_damage(exc)}"
                 if not self.salvage:
                     raise BagError(f"{self.path}: {note}; {SALVAGE_HINT}") from exc
                 if note + "; messages after it are lost" not in self.notes:
@@ -345,7 +369,9 @@ class _SqliteFile(Bag):
                 for tid, t, data in self._db.execute(q, tuple(ids)):
                     yield self._ids[int(tid)], int(t), bytes(data)
             except sqlite3.Error as exc:
-                raise BagError(f"{self.path}: damaged sqlite3 bag ({exc}); {SALVAGE_HINT}") from exc
+                raise BagError(
+                    f"{self.path}: damaged sqlite3 bag: {describe_damage(exc)}; {SALVAGE_HINT}"
+                ) from exc
             return
         for tid, t, data in self._rows(ids):
             yield self._ids[tid], t, data
@@ -354,38 +380,55 @@ class _SqliteFile(Bag):
         self._db.close()
 
 
-class _SalvageDir(Bag):
-    """A bag directory read file by file with the salvaging readers."""
+class _FilesBag(Bag):
+    """A bag directory read file by file (MCAP through ``mcap`` with CRC checks, sqlite3 through ``sqlite3``);
+    with ``salvage`` each file is read up to its damage."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, salvage: bool = False):
         super().__init__()
         self.path = path
         meta = _read_metadata(path)
         self.custom_data = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
         self.storage = str(meta.get("storage_identifier", ""))
-        if meta.get("compression_mode") == "file":
-            raise BagError(f"{path}: --salvage does not support file-compressed bags")
+        self._message_zstd = meta.get("compression_mode") == "message"
+        if self._message_zstd and meta.get("compression_format") != "zstd":
+            raise BagError(f"{path}: unsupported message compression {meta.get('compression_format')!r}")
         self.files: list[Bag] = []
-        for rel in meta.get("relative_file_paths") or []:
-            p = path / rel
-            if not p.exists():
-                self.notes.append(f"{rel}: missing")
-                continue
-            self.files.append(_open_file(p, salvage=True))
+        try:
+            for rel in meta.get("relative_file_paths") or []:
+                p = path / rel
+                if not p.exists():
+                    if not salvage:
+                        raise BagError(f"{path}: bag file {rel} listed in metadata.yaml is missing")
+                    self.notes.append(f"{rel}: missing")
+                    continue
+                self.files.append(_open_file(p, salvage))
+        except BaseException:
+            self.close()
+            raise
         for f in self.files:
             self.notes.extend(f.notes)
             for name, info in f.topics.items():
                 prev = self.topics.get(name)
-                self.topics[name] = TopicInfo(
-                    name, info.msgtype, (prev.count if prev else 0) + info.count, info.msgdef, info.encoding
-                )
+                count = (prev.count if prev else 0) + info.count
+                self.topics[name] = TopicInfo(name, info.msgtype, count, info.msgdef, info.encoding)
         starts = [f.start_ns for f in self.files if f.end_ns]
         self.start_ns = min(starts) if starts else 0
         self.end_ns = max((f.end_ns for f in self.files), default=0)
 
     def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
         for f in self.files:
-            yield from f.messages(topics)
+            if self._message_zstd:
+                import zstandard
+
+                dec = zstandard.ZstdDecompressor()
+                for topic, t, raw in f.messages(topics):
+                    try:
+                        yield topic, t, dec.decompressobj().decompress(raw)
+                    except zstandard.ZstdError as exc:
+                        raise BagError(f"{f.path}: {topic}: {describe_damage(exc)}") from exc
+            else:
+                yield from f.messages(topics)
             for n in f.notes:
                 if n not in self.notes:
                     self.notes.append(n)
@@ -430,4 +473,9 @@ def open_bag(path: str | Path, salvage: bool = False) -> Bag:
         return _open_file(p, salvage)
     if not (p / "metadata.yaml").exists():
         raise BagError(f"{p}: no metadata.yaml (not a rosbag2 bag directory)")
-    return _SalvageDir(p) if salvage else _RosbagsBag(p)
+    meta = _read_metadata(p)
+    if meta.get("compression_mode") == "file":  # whole files compressed: rosbags decompresses them
+        if salvage:
+            raise BagError(f"{p}: --salvage does not support file-compressed bags")
+        return _RosbagsBag(p)
+    return _FilesBag(p, salvage)

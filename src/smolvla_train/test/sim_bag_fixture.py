@@ -55,8 +55,19 @@ def write_sim_bag(
     cameras: tuple[str, ...] = ("top", "wrist"),
     image_rate: int = 30,
     task: str = TASK,
+    keep_images: bool = True,
+    marker: bool = False,
 ) -> Published:
-    """Write the bag directory ``path``; ``camera_gap=(t0, t1)`` s: no wrist camera images then."""
+    """Write the bag directory ``path``; ``camera_gap=(t0, t1)`` s: no wrist camera images then.
+
+    Messages are written in receive-time order as they are produced (a small heap absorbs the latency
+    offsets), so long bags need little memory; ``keep_images=False`` does not keep the images in the result.
+    ``marker=True`` paints a 12x12 block in the top-left corner whose grey level depends on the image's
+    sequence number, so neighbouring frames differ clearly (content checks cannot pass off by one).
+    """
+    import heapq
+    import json
+
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
     from rosbags.typesys import Stores, get_typestore
@@ -71,13 +82,49 @@ def write_sim_bag(
     sim = ArmSim(SimConfig(control_rate=60.0, image_width=width, image_height=height, cameras=cameras))
     sim.reset(seed)
     pub = Published(limits=robot_limits("so101"), task=task)
-    out: list[tuple[int, str, str, object]] = []  # (log_ns, topic, type, msg)
+    writer = Writer(
+        path, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    )
+    if compression:
+        writer.set_compression(
+            CompressionMode.STORAGE if storage == "mcap" else CompressionMode.MESSAGE, CompressionFormat.ZSTD
+        )
+    writer.open()
+    types = {
+        "/joint_commands": "trajectory_msgs/msg/JointTrajectory",
+        "/joint_states": "sensor_msgs/msg/JointState",
+        "/robot_description": "std_msgs/msg/String",
+        "/smolvla/episode": "std_msgs/msg/String",
+        **{f"/cameras/{c}/image_raw": "sensor_msgs/msg/Image" for c in cameras},
+    }
+    conns = {t: writer.add_connection(t, mt, typestore=ts) for t, mt in types.items()}
+    out: list[tuple[int, int, str, object]] = []  # heap of (log_ns, seq, topic, msg)
+    seq = [0]
+
+    def emit(log_ns: int, topic: str, msg: object) -> None:
+        heapq.heappush(out, (log_ns, seq[0], topic, msg))
+        seq[0] += 1
+
+    def flush(before_ns: int) -> None:
+        while out and out[0][0] < before_ns:
+            log_ns, _, topic, msg = heapq.heappop(out)
+            writer.write(conns[topic], log_ns, ts.serialize_cdr(msg, types[topic]))
 
     def header(stamp: int, frame: str = "") -> object:
         return T["std_msgs/msg/Header"](
             stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS), frame_id=frame
         )
 
+    pub.start_ns = BASE_NS + 100_000_000
+    pub.end_ns = BASE_NS + int((seconds - 0.1) * NS)
+    if description:
+        emit(
+            BASE_NS - 1, "/robot_description", T["std_msgs/msg/String"](data=build_urdf("so101", pub.limits))
+        )
+    if events:
+        for ev, t in (("start", pub.start_ns), ("end", pub.end_ns)):
+            data = json.dumps({"event": ev, "episode_index": 0, "task": task, "time_ns": t})
+            emit(t, "/smolvla/episode", T["std_msgs/msg/String"](data=data))
     exposure = {"top": 3_000_000, "wrist": 7_000_000}
     steps = int(round(seconds * 60))
     rng = np.random.default_rng(seed)
@@ -99,15 +146,16 @@ def write_sim_bag(
             msg = T["trajectory_msgs/msg/JointTrajectory"](
                 header=header(t), joint_names=list(JOINTS), points=[point]
             )
-            out.append((t + 500_000, "/joint_commands", "trajectory_msgs/msg/JointTrajectory", msg))
+            emit(t + 500_000, "/joint_commands", msg)
             pub.cmd_t.append(t)
             pub.cmd_q.append(target.copy())
+        flush(t - 50_000_000)
         sim.step(target)
         q = np.asarray(sim.joint_positions, dtype=np.float64).copy()
         js = T["sensor_msgs/msg/JointState"](
             header=header(t), name=list(JOINTS), position=q, velocity=np.zeros(6), effort=np.zeros(6)
         )
-        out.append((t + 1_000_000, "/joint_states", "sensor_msgs/msg/JointState", js))
+        emit(t + 1_000_000, "/joint_states", js)
         pub.joint_t.append(t)
         pub.joint_q.append(q)
         if k % (60 // image_rate) == 0:
@@ -115,6 +163,8 @@ def write_sim_bag(
                 if cam == "wrist" and camera_gap and camera_gap[0] <= s < camera_gap[1]:
                     continue
                 img = np.ascontiguousarray(sim.render(cam))
+                if marker:
+                    img[:12, :12] = (53 * len(pub.image_t.get(cam, []))) % 256
                 stamp = t + exposure.get(cam, 0)
                 msg = T["sensor_msgs/msg/Image"](
                     header=header(stamp, f"{cam}_camera"),
@@ -125,50 +175,21 @@ def write_sim_bag(
                     step=width * 3,
                     data=img.reshape(-1),
                 )
-                out.append((stamp + 5_000_000, f"/cameras/{cam}/image_raw", "sensor_msgs/msg/Image", msg))
+                emit(stamp + 5_000_000, f"/cameras/{cam}/image_raw", msg)
                 pub.image_t.setdefault(cam, []).append(stamp)
-                pub.images.setdefault(cam, []).append(img)
+                if keep_images:
+                    pub.images.setdefault(cam, []).append(img)
     sim.close()
-    pub.start_ns = BASE_NS + 100_000_000
-    pub.end_ns = BASE_NS + int((seconds - 0.1) * NS)
-    if description:
-        out.append(
-            (
-                BASE_NS - 1,
-                "/robot_description",
-                "std_msgs/msg/String",
-                T["std_msgs/msg/String"](data=build_urdf("so101", pub.limits)),
-            )
-        )
-    if events:
-        import json
-
-        for ev, t in (("start", pub.start_ns), ("end", pub.end_ns)):
-            data = json.dumps({"event": ev, "episode_index": 0, "task": task, "time_ns": t})
-            out.append((t, "/smolvla/episode", "std_msgs/msg/String", T["std_msgs/msg/String"](data=data)))
-    out.sort(key=lambda r: r[0])
-    writer = Writer(
-        path, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    )
-    if compression:
-        writer.set_compression(
-            CompressionMode.STORAGE if storage == "mcap" else CompressionMode.MESSAGE, CompressionFormat.ZSTD
-        )
-    with writer:
-        conns = {}
-        for _, topic, mt, _ in out:
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, mt, typestore=ts)
-        for log_ns, topic, mt, msg in out:
-            writer.write(conns[topic], log_ns, ts.serialize_cdr(msg, mt))
-        if custom_data:
-            for k, v in {
-                "smolvla.task": task,
-                "smolvla.episode_index": "0",
-                "smolvla.start_ns": str(pub.start_ns),
-                "smolvla.end_ns": str(pub.end_ns),
-                "smolvla.outcome": "unknown",
-                "smolvla.robot": "so101",
-            }.items():
-                writer.set_custom_data(k, v)
+    flush(2**63 - 1)
+    if custom_data:
+        for k, v in {
+            "smolvla.task": task,
+            "smolvla.episode_index": "0",
+            "smolvla.start_ns": str(pub.start_ns),
+            "smolvla.end_ns": str(pub.end_ns),
+            "smolvla.outcome": "unknown",
+            "smolvla.robot": "so101",
+        }.items():
+            writer.set_custom_data(k, v)
+    writer.close()
     return pub
