@@ -11,7 +11,7 @@ and fixed flow-matching times go through lerobot's own preprocessor and
 tensor (lerobot's default set: action expert + projections) are written to
 ``src/smolvla_train/test/fixtures/lerobot_training/``:
 
-* ``case.npz``: images (uint8, the float inputs are ``/255``), state, action, action_is_pad, tasks, noise, time,
+* ``case.npz``: images (uint8; the inputs were ``/255``), state, action, action_is_pad, tasks, noise, time,
   lerobot's token ids, ``loss``;
 * ``grads.safetensors``: name -> gradient (float32), names as in ``model.safetensors``;
 * ``versions.json``.

@@ -1,10 +1,10 @@
 """Loss and gradient parity with lerobot 0.6.1's SmolVLA training forward (issue 13).
 
 ``fixtures/lerobot_training/`` was recorded by ``tools/lerobot_reference/make_training_fixture.py`` in the
-lerobot reference venv: lerobot's preprocessor + ``SmolVLAPolicy.forward(batch, noise, time)`` on the committed
-tiny lerobot checkpoint, a batch of 3 with padded action steps, then ``loss.backward()``. Here the same
-checkpoint is loaded with this project's strict loader, the same raw batch goes through the loss the trainer
-uses (``flow_matching_loss`` via ``smolvla_train.trainer.LossModule``) and the trainable set of
+lerobot reference venv: lerobot's preprocessor + ``SmolVLAPolicy.forward(batch, noise, time)`` on the
+committed tiny lerobot checkpoint, a batch of 3 with padded action steps, then ``loss.backward()``. Here the
+same checkpoint is loaded with this project's strict loader, the same raw batch goes through the loss the
+trainer uses (``flow_matching_loss`` via ``smolvla_train.trainer.LossModule``) and the trainable set of
 ``set_trainable(policy, "expert")`` (lerobot's default).
 """
 
