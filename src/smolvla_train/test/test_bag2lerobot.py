@@ -43,7 +43,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def expected_frames(pub, start_ns: int, end_ns: int) -> dict[str, list]:
     """Hand-made reference: grid from the published stamps, as-of by a plain loop, drops by max_age."""
-    streams = {"state": pub.joint_t, "action": pub.cmd_t, **{c: t for c, t in pub.image_t.items()}}
+    streams = {"state": pub.joint_t, "action": pub.cmd_t, **pub.image_t}
     t0 = max([start_ns] + [t[0] for t in streams.values()])
     t1 = min([end_ns] + [t[-1] for t in streams.values()])
     out: dict[str, list] = {"t": [], "state": [], "action": [], **{c: [] for c in pub.image_t}}
