@@ -102,6 +102,7 @@ def action_queue_node(extra: dict[str, Any] | None = None) -> Any:
     from launch_ros.actions import Node
 
     params = {
+        "robot": Arg("robot"),
         "task": Arg("task"),
         "fps": Arg("fps"),
         "chunk_threshold": Arg("chunk_threshold"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import mujoco
 
-from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_spec import JOINT_NAMES, joint_limits
 
 # Geometric sizes of the scene (metres).
 CUBE_HALF = 0.0125
@@ -73,10 +73,11 @@ def _v(values: tuple[float, ...] | list[float]) -> str:
 
 
 def robot_limits(robot: str) -> dict[str, tuple[float, float]]:
-    """Joint limits (radians) of ``robot``; both arms use the calibrated SO-101 ranges of the ROS contract."""
+    """Joint limits (radians) of ``robot``: its description's (so_arm_description.robot_spec), the numbers the
+    simulator also publishes on ``/robot_description``."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}' (expected one of {', '.join(ROBOTS)})")
-    return dict(SO101_LIMITS)
+    return joint_limits(robot)
 
 
 def arm_mjcf(robot: str = "so101") -> str:

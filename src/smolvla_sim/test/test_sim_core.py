@@ -8,7 +8,8 @@ import pytest
 from smolvla_sim.expert import ScriptedExpert, run_expert_episode
 from smolvla_sim.model import build_model
 from smolvla_sim.sim import ArmSim, SimConfig
-from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_model import build_urdf, limits_from_urdf
+from so_arm_description.robot_spec import JOINT_NAMES, get_robot_spec
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +23,35 @@ def sim():
 def test_model_matches_the_contract(robot):
     m = build_model(robot)
     assert m.opt.timestep <= 1 / 500
+    limits = limits_from_urdf(build_urdf(robot))  # what the simulator publishes on /robot_description
     for name in JOINT_NAMES:
         j = m.joint(name)
-        assert tuple(np.round(j.range, 5)) == pytest.approx(SO101_LIMITS[name], abs=1e-5)
+        assert tuple(np.round(j.range, 5)) == pytest.approx(limits[name], abs=1e-5)
         a = m.actuator(name)
         assert a.gainprm[0] > 0 and a.forcerange[1] > 0  # position servo with a force limit
-    assert SO101_LIMITS["gripper"] == pytest.approx((-0.17453, 1.74533))
     assert {m.cam(i).name for i in range(m.ncam)} == {"top", "wrist"}
+
+
+def test_so100_is_one_robot():
+    """Defect 2: the simulated SO-100 has the SO-100's limits (shoulder_pan +-2.0, wrist_roll +-pi), the same
+    numbers as its URDF and robot_spec, not the SO-101's."""
+    m = build_model("so100")
+    urdf = limits_from_urdf(build_urdf("so100"))
+    assert urdf["shoulder_pan"] == pytest.approx((-2.0, 2.0))
+    assert urdf["wrist_roll"] == pytest.approx((-3.14159, 3.14159))
+    for name in ("shoulder_pan", "wrist_roll"):
+        assert tuple(m.joint(name).range) == pytest.approx(urdf[name], abs=1e-6)
+        assert tuple(m.joint(name).range) != pytest.approx(get_robot_spec("so101").limits[name], abs=1e-3)
+    s = ArmSim(SimConfig(robot="so100", image_width=64, image_height=48))
+    try:
+        s.reset(seed=0)
+        target = np.zeros(len(JOINT_NAMES))
+        target[JOINT_NAMES.index("shoulder_pan")] = 1.95  # beyond the SO-101's 1.92, inside the SO-100's 2.0
+        for _ in range(60):
+            s.step(target)
+        assert s.joint_positions[JOINT_NAMES.index("shoulder_pan")] > 1.92
+    finally:
+        s.close()
 
 
 def test_config_validation():

@@ -7,6 +7,10 @@ the command the core returns on ``/joint_commands`` (one point, joint names of t
 ``/smolvla/queue_status``. An empty queue holds the last command (before the first chunk: the measured
 position), counts an idle tick and never stays silent. ``/diagnostics`` at ~1 Hz.
 
+Joint limits (the clamp of every command): the arm's own, from ``/robot_description`` (the driver's
+calibration or the simulator's arm); until it arrives, those of the ``robot`` parameter's description;
+``limits_from_robot_description:=false`` uses ``joint_lower_limits``/``joint_upper_limits`` instead.
+
 Services ``~/start`` and ``~/stop`` (std_srvs/Trigger): stop holds the current command and cancels the request
 in flight. The timeline, the order within a tick and the fusion rules are documented in
 :mod:`smolvla_policy.queue.core`. All callbacks run on one thread (SingleThreadedExecutor); a lock still
@@ -43,11 +47,13 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from smolvla_common import robot_description
 from smolvla_common.node_main import run_node
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, ObservationRequest, QueueConfig
-from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_model import default_limits, limits_from_urdf, robot_from_urdf
+from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS, robot_names
 
 try:  # rclpy raises RCLError when the context goes away under a running executor
     from rclpy._rclpy_pybind11 import RCLError
@@ -176,13 +182,25 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
         list(JOINT_NAMES),
         _desc("Joint order of commands and observations.", SA, read_only=True),
     ),
+    "robot": (
+        "so101",
+        _desc("Arm (so101 | so100): its description's joint limits until /robot_description arrives.", S),
+    ),
+    "limits_from_robot_description": (
+        True,
+        _desc(
+            "Clamp to the arm's limits from /robot_description (else the robot's description); false = "
+            "joint_lower_limits / joint_upper_limits.",
+            B,
+        ),
+    ),
     "joint_lower_limits": (
         [SO101_LIMITS[j][0] for j in JOINT_NAMES],
-        _desc("Lower joint limits (rad), parallel to joint_names (default SO-101).", DA),
+        _desc("Lower joint limits (rad), parallel to joint_names (limits_from_robot_description false).", DA),
     ),
     "joint_upper_limits": (
         [SO101_LIMITS[j][1] for j in JOINT_NAMES],
-        _desc("Upper joint limits (rad), parallel to joint_names (default SO-101).", DA),
+        _desc("Upper joint limits (rad), parallel to joint_names (limits_from_robot_description false).", DA),
     ),
     "action_server": ("/smolvla/predict_chunk", _desc("PredictChunk action name.", S, read_only=True)),
     "autostart": (True, _desc("Run the loop at start-up (else wait for ~/start).", B, read_only=True)),
@@ -215,6 +233,11 @@ class ActionQueueNode(Node):
         self.joint_names: list[str] = list(self.get_parameter("joint_names").value)
         self.cameras: list[str] = [c for c in self.get_parameter("cameras").value if c]
         self._lock = threading.RLock()
+        robot = str(self.get_parameter("robot").value)
+        if robot not in robot_names():
+            raise ValueError(f"parameter 'robot' must be one of {', '.join(robot_names())}, got {robot!r}")
+        self._arm_limits = default_limits(robot)  # until /robot_description arrives
+        self._arm_limits_source = f"the {robot} description"
         self.core = ActionQueueCore(
             len(self.joint_names),
             self._config_from(dict.fromkeys(PARAMETERS)),
@@ -236,6 +259,7 @@ class ActionQueueNode(Node):
                 qos_profile_sensor_data,
             )
         self._cmd_pub = self.create_publisher(JointTrajectory, "/joint_commands", QoSProfile(depth=10))
+        robot_description.subscribe(self, self._on_robot_description)
         self._status_pub = self.create_publisher(QueueStatus, "/smolvla/queue_status", QoSProfile(depth=10))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
         self._client = ActionClient(self, PredictChunk, self.get_parameter("action_server").value)
@@ -270,6 +294,11 @@ class ActionQueueNode(Node):
         kw["rtc_execution_horizon"] = int(kw["rtc_execution_horizon"])  # type: ignore[call-overload]
         kw["lower_limits"] = tuple(float(x) for x in value("joint_lower_limits"))  # type: ignore[union-attr]
         kw["upper_limits"] = tuple(float(x) for x in value("joint_upper_limits"))  # type: ignore[union-attr]
+        if value("limits_from_robot_description"):  # the arm's limits, per joint where the arm has the joint
+            params = zip(kw["lower_limits"], kw["upper_limits"])  # type: ignore[call-overload]
+            pairs = [self._arm_limits.get(j, p) for j, p in zip(self.joint_names, params)]
+            kw["lower_limits"] = tuple(lo for lo, _ in pairs)
+            kw["upper_limits"] = tuple(hi for _, hi in pairs)
         cfg = QueueConfig(**kw)  # type: ignore[arg-type]
         cfg.validate(len(self.joint_names))
         return cfg
@@ -292,6 +321,8 @@ class ActionQueueNode(Node):
             for name, value in changes.items():
                 if name in DOUBLE_PARAMS:
                     self._check_number(name, value)
+                if name == "robot" and value not in robot_names():
+                    raise ValueError(f"robot must be one of {', '.join(robot_names())}, got {value!r}")
             self._config_from(changes)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
@@ -299,7 +330,11 @@ class ActionQueueNode(Node):
 
     def _apply_parameters(self, params: Sequence[Parameter]) -> None:
         names = {p.name for p in params}
-        if not names & (set(CORE_PARAMS) | {"joint_lower_limits", "joint_upper_limits"}):
+        if "robot" in names and not self._arm_limits_source.startswith("/"):
+            robot = str(self.get_parameter("robot").value)
+            self._arm_limits, self._arm_limits_source = default_limits(robot), f"the {robot} description"
+        limit_params = {"joint_lower_limits", "joint_upper_limits", "limits_from_robot_description", "robot"}
+        if not names & (set(CORE_PARAMS) | limit_params):
             return
         old_period = self.core.config.period
         with self._lock:
@@ -310,6 +345,26 @@ class ActionQueueNode(Node):
             self.destroy_timer(self._timer)
             self._timer = self.create_timer(cfg.period, self._on_tick)
         self.get_logger().info("parameters set: " + ", ".join(f"{p.name}={p.value}" for p in params))
+
+    # -- the arm's joint limits ----------------------------------------------------------------------
+    def _on_robot_description(self, urdf_text: str) -> None:
+        try:
+            limits, robot = limits_from_urdf(urdf_text), robot_from_urdf(urdf_text)
+        except ValueError as exc:
+            self._warn("description", f"ignored /robot_description: {exc}")
+            return
+        missing = [j for j in self.joint_names if j not in limits]
+        if missing:
+            self._warn("description", f"/robot_description has no joint {missing[0]}: keeping its old limits")
+        self._arm_limits, self._arm_limits_source = limits, "/robot_description"
+        if not self.get_parameter("limits_from_robot_description").value:
+            return
+        with self._lock:
+            cfg = self._config_from({})
+            self.core.update_config(lower_limits=cfg.lower_limits, upper_limits=cfg.upper_limits)
+        bounds = zip(self.joint_names, cfg.lower_limits or (), cfg.upper_limits or ())
+        shown = ", ".join(f"{j} {lo:.4f}..{hi:.4f}" for j, lo, hi in bounds)
+        self.get_logger().info(f"joint limits of the {robot} from /robot_description: {shown}")
 
     # -- inputs ------------------------------------------------------------------------------------
     def _now(self) -> float:

@@ -5,6 +5,9 @@ the :class:`GoalScheduler` (one inference at a time; a newer goal preempts a wai
 step) and answered with an ActionChunk, also published on ``/smolvla/predicted_chunk`` and, through the arm's
 forward kinematics, as a gripper path on ``/smolvla/chunk_markers``. The backend loads on a background thread
 after the node is up; goals that arrive meanwhile are answered once it is ready.
+The arm's joint limits come from ``/robot_description`` (the driver's calibration, or the simulator's arm;
+until one arrives, the ``robot`` parameter's description defaults): the backends' lerobot unit mapping
+(gripper 0..100 % of the calibrated range), their clamps and the markers' kinematics follow them.
 Parameters: config/policy_server.yaml.
 """
 
@@ -28,10 +31,11 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from visualization_msgs.msg import MarkerArray
 
+from smolvla_common import robot_description
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
 from smolvla_policy.backend import BadRequest
-from smolvla_policy.server.backends import make_backend
+from smolvla_policy.server.backends import RobotModel, make_backend
 from smolvla_policy.server.builders import build_action_chunk, build_chunk_markers, load_forward_kinematics
 from smolvla_policy.server.config import PARAMETERS, SPECS, ServerConfig, validate_parameter
 from smolvla_policy.server.conversion import RequestLimits, observation_to_request
@@ -71,6 +75,7 @@ class PolicyServerNode(Node):
         self._jobs_lock = threading.Lock()
         self._fk: Any = None
         self._fk_checked = False
+        self._robot_model = RobotModel.defaults(self.config.robot)
         self._default_num_steps: int | None = None
         self.scheduler = GoalScheduler(
             latency_s=lambda: self.config.latency_ms / 1000.0, logger=self.get_logger()
@@ -89,6 +94,7 @@ class PolicyServerNode(Node):
             cancel_callback=self._on_cancel,
             callback_group=group,
         )
+        robot_description.subscribe(self, self._on_robot_description, callback_group=group)
 
         self.get_logger().info(
             f"policy server on '{self.config.action_name}', backend '{self.config.backend}' loading"
@@ -122,6 +128,37 @@ class PolicyServerNode(Node):
             self._reload.set()
         elif "num_steps" in names:
             self._apply_num_steps(self.scheduler.backend)
+        if "robot" in names and not self._robot_model.from_arm:
+            self._robot_model = RobotModel.defaults(self.config.robot)
+            self._apply_robot_model(self.scheduler.backend)
+
+    # ---- the arm's joint limits ----------------------------------------------------------------------------
+    def _on_robot_description(self, urdf_text: str) -> None:
+        try:
+            model = RobotModel.from_urdf(urdf_text)
+        except ValueError as exc:
+            self.get_logger().error(f"ignored /robot_description: {exc}")
+            return
+        if model.robot != self.config.robot:
+            self.get_logger().info(
+                f"/robot_description is a {model.robot} (parameter robot: {self.config.robot})"
+            )
+        self._robot_model = model
+        self._apply_robot_model(self.scheduler.backend)
+
+    def _apply_robot_model(self, backend: Any) -> None:
+        """Hand the current joint limits to ``backend`` (backends without ``set_robot_model`` ignore them)."""
+        model = self._robot_model
+        if backend is None or not callable(getattr(backend, "set_robot_model", None)):
+            return
+        try:
+            backend.set_robot_model(model)
+        except Exception as exc:  # a plug-in's problem must not stop the server
+            self.get_logger().error(f"backend rejected the robot model: {type(exc).__name__}: {exc}")
+            return
+        units = getattr(backend, "units", None)
+        mapping = f"; units: {units.describe()}" if callable(getattr(units, "describe", None)) else ""
+        self.get_logger().info(f"joint limits of the {model.robot} from {model.source}{mapping}")
 
     def _apply_num_steps(self, backend: Any) -> None:
         if backend is None:
@@ -147,6 +184,7 @@ class PolicyServerNode(Node):
             t0 = time.monotonic()
             try:
                 backend = make_backend(cfg.backend, cfg.factory_options())
+                self._apply_robot_model(backend)
                 self._default_num_steps = int(getattr(backend, "num_steps", 0) or 0) or None
                 self._apply_num_steps(backend)
                 if cfg.warmup:
@@ -284,7 +322,7 @@ class PolicyServerNode(Node):
                 self._fk,
                 frame_id=self.config.base_frame,
                 stamp=stamp,
-                robot=self.config.robot,
+                robot=self._robot_model.robot,
             )
         except Exception as exc:
             self.get_logger().warning(

@@ -3,6 +3,11 @@
 Both model-free backends report ``num_steps`` step callbacks per chunk (so feedback and cancel behave as with
 the model) and return joint positions in radians in the request's joint order. Artificial latency is added by
 the scheduler (parameter ``latency_ms``), not here.
+
+The arm's joint limits reach every backend as a :class:`RobotModel` through ``set_robot_model`` (the policy
+server reads them from ``/robot_description``, i.e. the driver's calibration or the simulator's arm; until one
+arrives, the description defaults of the ``robot`` option): ``scripted`` and ``replay`` clamp to them, and the
+lerobot unit mapping (``replay`` in lerobot units, ``smolvla``) maps the gripper's 0..100 onto them.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ import importlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from smolvla_policy.backend import BadRequest, ChunkRequest, InferenceCancelled, PolicyBackend, StepCallback
-from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS
+from so_arm_description.robot_model import default_limits, limits_from_urdf, robot_from_urdf
+from so_arm_description.robot_spec import JOINT_NAMES
+from so_arm_description.units import JointUnits
 
 DEFAULT_CHUNK_SIZE = 50
 DEFAULT_NUM_STEPS = 10
@@ -46,10 +54,33 @@ def per_joint(value: Any, names: Sequence[str], default: float, what: str) -> np
     raise ValueError(f"{what}: expected a number, a list or a joint -> value object, got {value!r}")
 
 
-def clamp_to_limits(chunk: np.ndarray, names: Sequence[str]) -> np.ndarray:
+@dataclass(frozen=True)
+class RobotModel:
+    """The arm a backend serves: ``robot`` (so101 | so100), joint limits (rad), where they came from, and
+    whether they are the arm's own (``/robot_description``: calibrated or simulated) or defaults."""
+
+    robot: str
+    limits: dict[str, tuple[float, float]]
+    source: str
+    from_arm: bool = False
+
+    @classmethod
+    def defaults(cls, robot: str = "so101") -> RobotModel:
+        """The description's (uncalibrated) limits of ``robot``, until the arm's own arrive."""
+        return cls(robot, default_limits(robot), f"{robot} description defaults")
+
+    @classmethod
+    def from_urdf(cls, urdf_text: str, source: str = "/robot_description") -> RobotModel:
+        """From a URDF (RobotModelError, a ValueError, naming the problem)."""
+        return cls(robot_from_urdf(urdf_text), limits_from_urdf(urdf_text), source, from_arm=True)
+
+
+def clamp_to_limits(
+    chunk: np.ndarray, names: Sequence[str], limits: Mapping[str, tuple[float, float]]
+) -> np.ndarray:
     for j, name in enumerate(names):
-        if name in SO101_LIMITS:
-            lo, hi = SO101_LIMITS[name]
+        if name in limits:
+            lo, hi = limits[name]
             chunk[:, j] = np.clip(chunk[:, j], lo, hi)
     return chunk
 
@@ -91,6 +122,11 @@ class ScriptedBackend:
         self.target, self.max_velocity = target, float(max_velocity)
         for opt, what in ((center, "center"), (amplitude, "amplitude"), (target, "target")):
             per_joint(opt, JOINT_NAMES, 0.0, what)  # validate now, not on the first goal
+        self.robot_model = RobotModel.defaults()
+
+    def set_robot_model(self, model: RobotModel) -> None:
+        """The arm's joint limits (chunks are clamped to them)."""
+        self.robot_model = model
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ScriptedBackend:
@@ -98,7 +134,9 @@ class ScriptedBackend:
         kwargs = {k: options[k] for k in keys if options.get(k) is not None}
         kwargs["num_steps"] = int(options.get("num_steps") or DEFAULT_NUM_STEPS)
         kwargs["fps"] = float(options.get("fps") or 30.0)
-        return cls(**kwargs)
+        backend = cls(**kwargs)
+        backend.set_robot_model(RobotModel.defaults(str(options.get("robot") or "so101")))
+        return backend
 
     def predict(self, request: ChunkRequest, step_callback: StepCallback | None = None) -> np.ndarray:
         report_steps(step_callback, self.num_steps)
@@ -117,7 +155,7 @@ class ScriptedBackend:
             target = per_joint(self.target, names, 0.0, "target")
             reach = self.max_velocity * np.arange(1, n + 1)[:, None] / fps
             chunk = q0[None, :] + np.clip(target - q0, -reach, reach)
-        return clamp_to_limits(chunk, names)
+        return clamp_to_limits(chunk, names, self.robot_model.limits)
 
     def warmup(self) -> None:
         return None
@@ -130,7 +168,11 @@ class ReplayBackend:
     default the first), key (.npz array, default 'action'), joint_names (columns of a .npy/.npz array, default
     the SO-10x joints), units (radians | lerobot: lerobot's degrees with gripper 0..100; default lerobot for a
     dataset, radians for arrays), joint_units (per joint, as the server parameter), chunk_size, num_steps,
-    offset (subtracted from the timestep), loop (wrap around instead of holding the last action).
+    offset (subtracted from the timestep), loop (wrap around instead of holding the last action), robot
+    (so101 | so100: limits until the arm's arrive).
+
+    Actions in lerobot units are kept as recorded and converted with the current robot model's limits (the
+    gripper's 0..100 % is a fraction of the arm's calibrated range); every chunk is clamped to those limits.
     """
 
     def __init__(
@@ -141,6 +183,8 @@ class ReplayBackend:
         num_steps: int = DEFAULT_NUM_STEPS,
         offset: int = 0,
         loop: bool = False,
+        units: str = "radians",
+        joint_units: Mapping[str, str] | None = None,
     ) -> None:
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != len(joint_names):
@@ -149,13 +193,33 @@ class ReplayBackend:
             )
         if chunk_size < 1 or num_steps < 1:
             raise ValueError("replay backend: chunk_size and num_steps must be >= 1")
-        self.actions, self.joint_names = actions, list(joint_names)
+        if units not in ("radians", "lerobot"):
+            raise ValueError(f"replay backend: units must be 'radians' or 'lerobot' (got '{units}')")
+        self.recorded, self.joint_names = actions, list(joint_names)
+        self.units, self.joint_units = units, dict(joint_units or {})
+        if units == "lerobot":
+            unknown = [j for j in self.joint_units if j not in self.joint_names]
+            if unknown:
+                raise ValueError(
+                    f"joint_units names joint '{unknown[0]}', not one of {', '.join(self.joint_names)}"
+                )
         self.chunk_size, self.num_steps, self.offset, self.loop = (
             int(chunk_size),
             int(num_steps),
             int(offset),
             loop,
         )
+        self.set_robot_model(RobotModel.defaults())
+
+    def set_robot_model(self, model: RobotModel) -> None:
+        """The arm's joint limits: the lerobot unit mapping and the clamp follow them."""
+        if self.units == "lerobot":
+            units = make_joint_units(self.joint_names, self.joint_units, model.limits)
+            actions = np.asarray(units.to_ros(self.recorded), dtype=np.float64)
+        else:
+            actions = self.recorded.copy()
+        self.actions = clamp_to_limits(actions, self.joint_names, model.limits)
+        self.robot_model = model
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ReplayBackend:
@@ -173,18 +237,18 @@ class ReplayBackend:
             units = options.get("units") or "radians"
         else:
             raise ValueError(f"replay backend: '{path}' is neither a dataset directory nor a .npy/.npz file")
-        if units == "lerobot":
-            actions = lerobot_to_radians(actions, names, options.get("joint_units") or {})
-        elif units != "radians":
-            raise ValueError(f"replay backend: units must be 'radians' or 'lerobot' (got '{units}')")
-        return cls(
+        backend = cls(
             actions,
             names,
             chunk_size=int(options.get("chunk_size") or DEFAULT_CHUNK_SIZE),
             num_steps=int(options.get("num_steps") or DEFAULT_NUM_STEPS),
             offset=int(options.get("offset") or 0),
             loop=bool(options.get("loop", False)),
+            units=str(units),
+            joint_units=options.get("joint_units") or {},
         )
+        backend.set_robot_model(RobotModel.defaults(str(options.get("robot") or "so101")))
+        return backend
 
     def predict(self, request: ChunkRequest, step_callback: StepCallback | None = None) -> np.ndarray:
         missing = [n for n in request.joint_names if n not in self.joint_names]
@@ -260,24 +324,27 @@ def load_array_actions(path: Path, key: Any = None, joint_names: Any = None) -> 
 
 
 def lerobot_to_radians(
-    actions: np.ndarray, names: Sequence[str], joint_units: Mapping[str, str]
+    actions: np.ndarray,
+    names: Sequence[str],
+    joint_units: Mapping[str, str],
+    limits: Mapping[str, tuple[float, float]],
 ) -> np.ndarray:
-    """Checkpoint/dataset units (lerobot SO-10x: degrees, gripper 0..100) -> ROS radians."""
-    return np.asarray(make_joint_units(names, joint_units).to_ros(actions), dtype=np.float64)
+    """Checkpoint/dataset units (lerobot SO-10x: degrees, gripper 0..100 of ``limits``) -> ROS radians."""
+    return np.asarray(make_joint_units(names, joint_units, limits).to_ros(actions), dtype=np.float64)
 
 
-def make_joint_units(names: Sequence[str], joint_units: Mapping[str, str] | None = None) -> Any:
-    """``JointUnits`` for ``names``: lerobot's SO-10x convention (degrees, gripper 0..100 of its range) with
-    the per-joint overrides of the ``joint_units`` parameter (joint -> degrees | radians | range_0_100)."""
-    from so_arm_description.units import JointUnits
-
-    overrides = dict(joint_units or {})
-    unknown = [j for j in overrides if j not in names]
-    if unknown:
-        raise ValueError(f"joint_units names joint '{unknown[0]}', not one of {', '.join(names)}")
-    kinds = [overrides.get(n, "range_0_100" if n == "gripper" else "degrees") for n in names]
-    limits = {n: SO101_LIMITS[n] for n in names if n in SO101_LIMITS}
-    return JointUnits.from_spec(kinds, list(names), limits)
+def make_joint_units(
+    names: Sequence[str],
+    joint_units: Mapping[str, str] | None,
+    limits: Mapping[str, tuple[float, float]],
+) -> JointUnits:
+    """``JointUnits`` for ``names``: lerobot's SO-10x convention (degrees, the gripper 0..100 % of its limits
+    in ``limits``, i.e. the arm's calibrated range) with the per-joint overrides of the ``joint_units``
+    parameter (joint -> degrees | radians | range_0_100)."""
+    try:
+        return JointUnits.lerobot(limits, list(names), overrides=joint_units)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("unit override", "joint_units")) from None
 
 
 def make_backend(name: str, options: Mapping[str, Any]) -> PolicyBackend:

@@ -5,10 +5,13 @@
 - joints: the request's joints are reordered to the checkpoint's joint order (the SO-10x joints unless the
   option ``joint_names`` says otherwise) and converted to checkpoint units with ``JointUnits``
   (``joint_units`` overrides per joint); the predicted chunk is converted back to radians in the request's
-  order.
+  order. lerobot's units: arm joints in degrees, the gripper 0..100 % of the arm's joint limits as given by
+  ``set_robot_model`` (the policy server passes the ``/robot_description`` of the driver -- the calibrated
+  range_min..range_max, exactly as lerobot normalises -- or of the simulator).
 
 Options: checkpoint, tokenizer, device (cpu | cuda | mps | auto), dtype, num_steps, camera_map, joint_units,
-joint_names, num_threads (torch intra-op threads; 0 = torch's default), warmup_image_size.
+joint_names, num_threads (torch intra-op threads; 0 = torch's default), warmup_image_size, robot (so101 |
+so100: its description's limits until the arm's arrive).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from smolvla_policy.backend import BadRequest, ChunkRequest, StepCallback
-from smolvla_policy.server.backends import make_joint_units
+from smolvla_policy.server.backends import RobotModel, make_joint_units
 from so_arm_description.robot_spec import JOINT_NAMES
 
 
@@ -79,10 +82,14 @@ class SmolVLABackend:
         units: Any,
         camera_map: Mapping[str, str] | None = None,
         warmup_image_size: int = 512,
+        unit_overrides: Mapping[str, str] | None = None,
+        robot_model: RobotModel | None = None,
     ) -> None:
         self.policy = policy
         self.joint_names = list(joint_names)
         self.units = units
+        self.unit_overrides = dict(unit_overrides or {})
+        self.robot_model = robot_model
         self.camera_map = dict(camera_map or {})
         self.warmup_image_size = int(warmup_image_size)
         if int(policy.state_dim) < len(self.joint_names) or int(policy.action_dim) < len(self.joint_names):
@@ -109,14 +116,22 @@ class SmolVLABackend:
         if options.get("num_steps"):
             policy.num_steps = int(options["num_steps"])
         names = list(options.get("joint_names") or JOINT_NAMES[: int(policy.action_dim)])
-        units = make_joint_units(names, options.get("joint_units") or {})
+        overrides = dict(options.get("joint_units") or {})
+        model = RobotModel.defaults(str(options.get("robot") or "so101"))
         return cls(
             policy,
             names,
-            units,
+            make_joint_units(names, overrides, model.limits),
             options.get("camera_map") or {},
             int(options.get("warmup_image_size") or 512),
+            unit_overrides=overrides,
+            robot_model=model,
         )
+
+    def set_robot_model(self, model: RobotModel) -> None:
+        """The arm's joint limits: the gripper's 0..100 % maps onto them from now on."""
+        self.units = make_joint_units(self.joint_names, self.unit_overrides, model.limits)
+        self.robot_model = model
 
     @property
     def chunk_size(self) -> int:
@@ -134,7 +149,7 @@ class SmolVLABackend:
     def camera_keys(self) -> list[str]:
         return list(self.policy.camera_keys)
 
-    def _state(self, request: ChunkRequest) -> tuple[np.ndarray, list[int]]:
+    def _state(self, request: ChunkRequest, units: Any = None) -> tuple[np.ndarray, list[int]]:
         names = list(request.joint_names)
         if sorted(names) != sorted(self.joint_names):
             missing = [n for n in self.joint_names if n not in names]
@@ -153,7 +168,7 @@ class SmolVLABackend:
             )
         order = [names.index(n) for n in self.joint_names]
         rad = np.asarray(request.positions, dtype=np.float64)[order]
-        state = np.asarray(self.units.to_model(rad), dtype=np.float32)
+        state = np.asarray((units or self.units).to_model(rad), dtype=np.float32)
         if state.shape[0] < int(self.policy.state_dim):  # pad extra state dims (not joints) with zeros
             state = np.concatenate([state, np.zeros(int(self.policy.state_dim) - state.shape[0], np.float32)])
         return state, order
@@ -165,14 +180,15 @@ class SmolVLABackend:
         map_cameras(self.camera_keys, list(request.images), self.camera_map)
 
     def predict(self, request: ChunkRequest, step_callback: StepCallback | None = None) -> np.ndarray:
-        state, order = self._state(request)
+        units = self.units  # one mapping per chunk, even if the robot model changes meanwhile
+        state, order = self._state(request, units)
         cams = map_cameras(self.camera_keys, list(request.images), self.camera_map)
         images = {key: request.images[cam] for key, cam in cams.items()}
         actions = self.policy.predict_chunk(
             images, state, request.task, seed=request.seed, step_callback=step_callback, **self._rtc(request)
         )
         actions = np.asarray(actions, dtype=np.float64)[:, : len(self.joint_names)]
-        rad = np.asarray(self.units.to_ros(actions), dtype=np.float64)
+        rad = np.asarray(units.to_ros(actions), dtype=np.float64)
         out = np.empty_like(rad)
         out[:, order] = rad  # back to the request's joint order
         return out

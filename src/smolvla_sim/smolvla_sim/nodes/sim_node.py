@@ -3,7 +3,7 @@
 Publishes ``/joint_states`` (position, velocity, effort), ``/cameras/<name>/image_raw`` (rgb8) and
 ``/cameras/<name>/camera_info``, ``~/task_success`` (std_msgs/Bool), ``~/episode`` (std_msgs/UInt32, latched),
 ``~/objects`` (geometry_msgs/PoseArray: cube, tray[, cube_b, tray_b]; privileged state for scripted
-demonstrations) and,
+demonstrations), ``/robot_description`` (the URDF with the simulated arm's joint limits, transient local) and,
 with ``publish_clock``, ``/clock`` so the graph can run on simulated time (``real_time_factor`` 0.2 runs the
 world five times slower than the wall clock; 0 = as fast as possible). Subscribes ``/joint_commands``
 (one point = streamed target, several points = trajectory by ``time_from_start``), serves ``~/reset``
@@ -41,11 +41,13 @@ from std_msgs.msg import Bool, UInt32
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from smolvla_common import robot_description
 from smolvla_common.image_conversion import numpy_to_image
 from smolvla_common.node_main import run_node
 from smolvla_sim.commands import CommandFollower
 from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
+from so_arm_description.robot_model import build_urdf
 
 STARTUP_ONLY = (
     "robot",
@@ -200,6 +202,9 @@ class SimNode(Node):
         self.info_pubs = {
             c: self.create_publisher(CameraInfo, f"cameras/{c}/camera_info", 5) for c in self.cfg.cameras
         }
+        # the simulated arm's limits (the MJCF's joint ranges) for the queue, the policy's units and bags
+        limits = dict(zip(self.sim.joint_names, zip(self.sim.lower.tolist(), self.sim.upper.tolist())))
+        self.description_pub = robot_description.publish(self, build_urdf(self.cfg.robot, limits))
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(JointTrajectory, "joint_commands", self._on_command, qos, callback_group=io)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=svc)

@@ -1,6 +1,7 @@
 """ROS 2 node ``so_arm_driver``: a thin adapter around :class:`so_arm_driver.driver.ArmDriver`.
 
-Publishes ``/joint_states`` (capture stamps) and ``/diagnostics``; subscribes ``/joint_commands``
+Publishes ``/joint_states`` (capture stamps), ``/diagnostics`` and ``/robot_description`` (the URDF with the
+calibrated joint limits, transient local); subscribes ``/joint_commands``
 (trajectory_msgs/JointTrajectory: one point = a streamed target, several points = a trajectory followed by
 ``time_from_start``); serves ``~/set_torque`` (std_srvs/SetBool). ``port:=emulated`` starts a servo-bus
 emulator process so the stack can be tried without an arm. Parameters and defaults:
@@ -36,7 +37,9 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from smolvla_common import robot_description
 from smolvla_common.node_main import run_node
+from so_arm_description.robot_model import build_urdf
 from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
@@ -195,6 +198,7 @@ class DriverNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.timer = None
         self.diag_timer = None
+        self.description_pub = None
 
     # -- start-up -------------------------------------------------------------------------------------------
     def _calibration(self) -> calib.Calibration:
@@ -249,6 +253,9 @@ class DriverNode(Node):
         bus = FeetechBus(port, baudrate=self.cfg.baudrate, retries=self.cfg.read_retries)
         self.driver = ArmDriver(bus, cal, self._driver_config(), logger=self.get_logger())
         self.driver.connect()
+        # the calibrated limits the driver clamps to, for every other node (queue, policy units, rviz, bags)
+        limits = dict(zip(JOINT_NAMES, self.driver.limits))
+        self.description_pub = robot_description.publish(self, build_urdf(self.cfg.robot, limits))
         self.get_logger().info(
             f"connected to {self.cfg.robot} on {port}: {len(JOINT_NAMES)} servos, {self.cfg.rate:g} Hz, "
             f"max_step {self.cfg.max_step:g} rad"
