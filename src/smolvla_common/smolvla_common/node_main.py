@@ -1,17 +1,77 @@
 """The common ``main()`` of the project's nodes: init, spin, and a clean shutdown whatever ends the spin.
 
-Ctrl-C and SIGTERM end rclpy's spin with ``KeyboardInterrupt``, ``ExternalShutdownException`` or, about one
-run in eight, ``RCLError`` (the context became invalid mid-spin): all are a normal exit. A start-up error of
-the node (bad configuration, missing hardware) is printed with the node's name and gives exit code 1. The
-executor is shut down before the node is closed and rclpy is shut down last.
+Signals (issue 18): a Ctrl-C in a terminal running ``ros2 launch`` reaches every node **twice**: once from
+the terminal (SIGINT to the whole foreground process group) and once from launch, which forwards it (and
+SIGTERM a few seconds later if the node is still running). rclpy's own signal handler would shut every context
+down asynchronously at the first one (publishers of other threads then fail with "publisher's context is
+invalid") and turn the second one into a ``KeyboardInterrupt`` in the middle of the shutdown (e.g. inside the
+driver's torque-off). So :func:`run_node` handles SIGINT and SIGTERM itself (rclpy's handler is not
+installed):
+
+- while the node is being created/started, the first signal raises ``KeyboardInterrupt`` (start-up is
+  abandoned; ``node.shutdown()`` still runs if the node exists);
+- while spinning, the first signal asks the spin loop to stop (callbacks finish; the context stays valid);
+- every further signal is ignored: the shutdown (``node.shutdown()``: torque off, camera thread joined, ...;
+  ``destroy_node``; ``rclpy.try_shutdown``) always runs to its end.
+
+A start-up error of the node (bad configuration, missing hardware, :class:`ParameterError`) is printed with
+the node's name and gives exit code 1. ``node.shutdown()`` returning ``False`` (e.g. torque off failed) also
+gives exit code 1. A shutdown by signal exits 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from smolvla_common.parameters import ParameterError
+
+#: The signals a node process stops on (a terminal's Ctrl-C, launch's SIGINT then SIGTERM, systemd's SIGTERM).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Longest wait of the spin loop between two looks at the stop request [s] (signals are handled in between).
+SPIN_PERIOD = 0.1
+
+
+class StopSignals:
+    """SIGINT/SIGTERM handling of a node process: the first signal stops it, every later one is ignored.
+
+    ``phase`` is ``"starting"`` (the first signal raises ``KeyboardInterrupt``), ``"running"`` (it only
+    sets :attr:`requested`) or ``"stopping"`` (signals are only counted). Python runs the handler in the main
+    thread between two bytecodes; it does no I/O (a print there can collide with the main thread's print).
+    """
+
+    def __init__(self) -> None:
+        self.phase = "starting"
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.received)
+
+    def install(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if len(self.received) == 1 and self.phase == "starting":
+            self.phase = "stopping"
+            raise KeyboardInterrupt
+
+    def describe(self) -> str:
+        names = [signal.Signals(s).name for s in self.received]
+        extra = f" ({len(names) - 1} more ignored during shutdown)" if len(names) > 1 else ""
+        return f"{names[0]}{extra}" if names else "no signal"
 
 
 def run_node(
@@ -25,13 +85,18 @@ def run_node(
 ) -> int:
     """Create the node with ``make_node()``, call its ``start()`` if ``start``, and spin it; returns the exit
     code. Afterwards ``node.shutdown()`` is called if the node has one (e.g. torque off, renderer closed),
-    also when ``start()`` failed.
+    also when ``start()`` failed or was interrupted. See the module docstring for the signal handling.
     """
     import rclpy
     from rclpy._rclpy_pybind11 import RCLError
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args)
+    signals = StopSignals().install()
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except KeyboardInterrupt:
+        return 0
     node: Any = None
     executor = MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1 else SingleThreadedExecutor()
     code = 0
@@ -40,21 +105,35 @@ def run_node(
         if start:
             node.start()
         executor.add_node(node)
-        executor.spin()
-    except startup_errors as exc:
+        if signals.phase == "starting":
+            signals.phase = "running"
+        while not signals.requested and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
+    except (*startup_errors, ParameterError) as exc:
+        signals.phase = "stopping"
         message = f"{name} cannot start: {exc}"
         if node is not None:
-            node.get_logger().fatal(message)
+            with contextlib.suppress(Exception):
+                node.get_logger().fatal(message)
         print(message, file=sys.stderr, flush=True)
         code = 1
     except (KeyboardInterrupt, ExternalShutdownException, RCLError):
         pass
     finally:
+        signals.phase = "stopping"  # from here on every signal is ignored: the shutdown runs to its end
         executor.shutdown(timeout_sec=5.0)
         if node is not None:
             if callable(getattr(node, "shutdown", None)):
-                node.shutdown()
+                try:
+                    if node.shutdown() is False:
+                        code = code or 1
+                except Exception as exc:  # noqa: BLE001 (reported; the rest of the shutdown still runs)
+                    message = f"{name}: shutdown failed: {type(exc).__name__}: {exc}"
+                    print(message, file=sys.stderr, flush=True)
+                    code = code or 1
             with contextlib.suppress(Exception):
                 node.destroy_node()
         rclpy.try_shutdown()
+        if signals.requested:
+            print(f"[{name}] stopped by {signals.describe()}", flush=True)
     return code
