@@ -15,6 +15,7 @@ from ``--calibration FILE`` or the bag's ``/robot_description``, or the nominal 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections import deque
@@ -528,6 +529,12 @@ def convert(
             problems += [f"{p}: {x}" for x in probs]
         if problems:
             raise MissingTopicsError("mapped topics missing, nothing written:\n  " + "\n  ".join(problems))
+        if not mapping.fps_given:
+            rates = {b.custom_data.get("smolvla.fps") for b in bags}
+            if len(rates) == 1 and None not in rates:
+                with contextlib.suppress(ValueError):  # bags written by lerobot2bag keep the dataset's fps
+                    mapping.fps = int(next(iter(rates)))
+                mapping.validate()
         names = {tuple(sorted(c)) for c in cams_per_bag}
         if len(names) > 1:
             raise MissingTopicsError(
@@ -708,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if val is not None:
                 setattr(mapping, key, val)
+        mapping.fps_given = mapping.fps_given or args.fps is not None
         mapping.validate()
         for key, val, lo, hi in (
             ("--crf", args.crf, 0, 63),

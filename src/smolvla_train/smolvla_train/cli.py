@@ -24,6 +24,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "smolvla_train.finetune:main",
         "train SmolVLA on a LeRobot v3 dataset (lerobot-layout, resumable checkpoints)",
     ),
+    "inspect": (
+        "smolvla_train.inspect_cmd:main",
+        "one-screen summary of a LeRobot v3.0 dataset or a rosbag2 bag",
+    ),
+    "lerobot2bag": (
+        "smolvla_train.lerobot2bag:main",
+        "write one rosbag2 bag per episode of a LeRobot v3.0 dataset (graph contract topics, ROS units)",
+    ),
     "record-sim": (
         "smolvla_train.recording.sim_record:main",
         "record N scripted-expert episodes in simulation into rosbag2 bags",

@@ -65,6 +65,8 @@ class Mapping:
     robot_description: str = "/robot_description"
     episodes: str = "auto"
     gap: float = 1.0
+    #: False while fps is the default (then a bag's ``smolvla.fps`` custom_data, e.g. from lerobot2bag, wins)
+    fps_given: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.fps <= 1000:
@@ -133,9 +135,9 @@ def load_mapping(path: str | Path | None = None, data: dict[str, Any] | None = N
     if unknown:
         raise MappingError(f"unknown mapping keys: {sorted(unknown)} (known: {sorted(known)})")
     try:
-        for key in ("fps",):
-            if key in data:
-                m.fps = int(data[key])
+        if "fps" in data:
+            m.fps = int(data["fps"])
+            m.fps_given = True
         for key in ("max_age", "gap"):
             if key in data:
                 setattr(m, key, float(data[key]))
