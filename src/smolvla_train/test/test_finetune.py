@@ -12,55 +12,21 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared helpers (importlib mode)
+from train_testing import DATASET, FIXTURES, run_tiny_finetune  # noqa: E402
+
 from smolvla_train.dataset import DatasetMeta, LeRobotV3Dataset, split_episodes
 from smolvla_train.policy_init import FeatureMismatchError, bind_stats, parse_camera_map
 from smolvla_train.trainer import StreamSampler, cosine_decay_with_warmup
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-DATASET = FIXTURES / "reach_tiny"
-
 torch.set_num_threads(1)
-
-TINY_INIT = {
-    "policy": {
-        "type": "smolvla",
-        "chunk_size": 10,
-        "n_action_steps": 10,
-        "num_steps": 4,
-        "num_vlm_layers": 2,
-        "resize_imgs_with_padding": [64, 64],
-        "optimizer_lr": 1e-3,
-        "scheduler_warmup_steps": 0,
-    },
-    "vlm": {
-        "scale_factor": 2,
-        "vocab_size": 280,
-        "pad_token_id": 2,
-        "text_config": {
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "intermediate_size": 64,
-        },
-        "vision_config": {
-            "hidden_size": 16,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 1,
-            "intermediate_size": 32,
-            "image_size": 64,
-            "patch_size": 16,
-        },
-    },  # fmt: skip
-    "tokenizer": "byte_level",
-}
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +119,7 @@ def test_sampler_streams_are_disjoint_and_resumable() -> None:
 
 
 def _finetune(tmp_path: Path, out: str, *extra: str) -> int:
-    from smolvla_train.finetune import main
-
-    init = tmp_path / "tiny_init.json"
-    init.write_text(json.dumps(TINY_INIT))
-    args = ["--dataset", str(DATASET), "--init", str(init), "--out", str(tmp_path / out), "--train-all",
-            "--batch-size", "4", "--num-workers", "0", "--log-every", "1", "--val-samples", "8",
-            "--no-progress", "--seed", "3", *extra]  # fmt: skip
-    return main(args)
+    return run_tiny_finetune(tmp_path, out, *extra)
 
 
 def _losses(path: Path) -> dict[int, tuple[str, str]]:
