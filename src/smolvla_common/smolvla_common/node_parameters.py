@@ -1,8 +1,7 @@
 """Declare a :class:`smolvla_common.parameters.ParameterTable` on an rclpy node (the ROS side of the scheme).
 
 - Every entry becomes a parameter with a ``ParameterDescriptor`` built from it: type, description, the allowed
-  values in ``additional_constraints``, ``floating_point_range``/``integer_range``, ``read_only`` for start-up
-  parameters.
+  values in ``additional_constraints`` (also "start-up only"), ``floating_point_range``/``integer_range``.
 - Start-up: the given values (``--ros-args -p``, parameter files, launch) are read with a permissive
   descriptor first, then checked all together; a problem raises :class:`ParameterError` naming the parameter,
   the allowed values and the value given (``run_node`` reports it and exits with code 1, no traceback). An
@@ -55,7 +54,9 @@ def descriptor(p: Param) -> ParameterDescriptor:
         type=_TYPES[p.kind],
         description=p.description,
         additional_constraints=f"allowed: {p.allowed()}" + ("; start-up only" if p.read_only else ""),
-        read_only=p.read_only,
+        # start-up-only parameters are refused by our validation, whose reason says so ("restart the node"),
+        # rather than by rclpy's read_only flag (its reason names neither the cause nor the remedy)
+        read_only=False,
         dynamic_typing=True,
     )
     if p.kind == "double" and (p.low is not None or p.high is not None):
@@ -94,7 +95,8 @@ class NodeParameters:
                 name=p.name, description=p.description, dynamic_typing=True, type=_TYPES[p.kind]
             )
             value = node.declare_parameter(p.name, p.coerce(p.default), permissive).value
-            given[p.name] = value
+            # rcl reads an empty list (``cameras:=[]``, ``x: []``) as "no value": for arrays it means []
+            given[p.name] = [] if value is None and p.is_array else value
         self.values: dict[str, Any] = table.coerce_all(given)  # ParameterError names every problem
         for p in table:
             # store the coerced value in its declared type (fps:=30 -> 30.0), then the full descriptor

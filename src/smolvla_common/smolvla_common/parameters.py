@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def _type_name(value: Any) -> str:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class ParameterTable:
             p.coerce(p.default)  # a default that breaks its own declaration is a programming error
             self.params[p.name] = p
         self.check = check
-        self.source = source  # where the table is declared (for the YAML header)
+        self.source = source  # 'package.module:NAME' of the table (for the YAML header)
 
     def __iter__(self) -> Iterator[Param]:
         return iter(self.params.values())
@@ -203,7 +204,8 @@ class ParameterTable:
                 continue  # not ours (e.g. use_sim_time)
             if p.read_only:
                 raise ParameterError(
-                    f"parameter '{name}' is read at start-up only: restart the node to change it"
+                    f"parameter '{name}' is read-only at run time (read at start-up): "
+                    "restart the node to change it"
                 )
             coerced[name] = p.coerce(value)
         if self.check is not None:
@@ -215,16 +217,18 @@ class ParameterTable:
     # -- config/<node>.yaml -------------------------------------------------------------------------------
     def to_yaml(self) -> str:
         """``config/<node>.yaml`` text: every parameter with its default and its description as a comment."""
-        lines = [
-            f"# {self.node} parameters with their defaults"
-            + (f" (declared in {self.source})" if self.source else ""),
-            "# Use `/**:` as the key so the file also applies when the node is renamed.",
+        lines = [f"# {self.node} parameters with their defaults, written from their declarations"]
+        if self.source:
+            lines.append(f"#   python -m smolvla_common.parameters {self.source} --write <this file>")
+        lines += [
+            "# (a test checks this file against them). Pass it with --ros-args --params-file <this file>;",
+            "# `/**:` makes it apply also when the node is renamed.",
             "/**:",
             "  ros__parameters:",
         ]
         for p in self:
-            note = p.description + (" (start-up only)" if p.read_only else "")
-            lines.append(f"    # {note} Allowed: {p.allowed()}.")
+            note = f"{p.description} Allowed: {p.allowed()}" + ("; start-up only." if p.read_only else ".")
+            lines += textwrap.wrap(note, 110, initial_indent="    # ", subsequent_indent="    #   ")
             lines.append(f"    {p.name}: {_yaml_value(p.coerce(p.default))}")
         return "\n".join(lines) + "\n"
 
@@ -285,3 +289,52 @@ def _yaml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     return json.dumps(value)
+
+
+def load_table(spec: str) -> ParameterTable:
+    """The table named ``package.module:NAME``."""
+    import importlib
+
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"expected 'package.module:TABLE', got {spec!r}")
+    table = getattr(importlib.import_module(module), attr)
+    # the class as the nodes import it (this file may also run as __main__)
+    if not isinstance(table, importlib.import_module("smolvla_common.parameters").ParameterTable):
+        raise ValueError(f"{spec} is a {type(table).__name__}, not a ParameterTable")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m smolvla_common.parameters MODULE:TABLE [--write FILE]``: print or write config YAML."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(
+        prog="python -m smolvla_common.parameters",
+        description="Write a node's config/<node>.yaml (every parameter, its default and its description) "
+        "from its parameter table.",
+    )
+    parser.add_argument("table", help="the table, e.g. smolvla_sim.nodes.sim_node:PARAMETERS")
+    parser.add_argument("--write", metavar="FILE", help="write the YAML to FILE (default: print it)")
+    args = parser.parse_args(argv)
+    try:
+        table = load_table(args.table)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = table.to_yaml()
+    if args.write:
+        path = Path(args.write)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(text)
+        tmp.replace(path)
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -76,7 +76,7 @@ def test_every_problem_is_reported_at_once_and_the_cross_check_runs_last():
 def test_run_time_changes_refuse_read_only_and_check_the_whole_set():
     current = TABLE.defaults()
     assert TABLE.validate_change(current, {"fps": 40, "use_sim_time": True}) == {"fps": 40.0}
-    with pytest.raises(ParameterError, match="start-up only"):
+    with pytest.raises(ParameterError, match="read at start-up"):
         TABLE.validate_change(current, {"robot": "so100"})
     with pytest.raises(ParameterError, match="at least"):
         TABLE.validate_change(current, {"fps": 900.0})
@@ -128,14 +128,14 @@ def test_node_declares_descriptors_and_accepts_integers_for_doubles(make_node):
     assert params["fps"] == 25.0 and node.get_parameter("fps").value == 25.0
     assert node.get_parameter("fps").type_.value == ParameterType.PARAMETER_DOUBLE
     assert node.get_parameter("limits").value == [-2.0, 2.0] and node.get_parameter("source").value == "1"
-    assert params["cameras"] == ["top", "wrist"]  # an empty list given = the default
+    assert params["cameras"] == []  # an explicitly empty list (rcl reads it as "no value")
     d = node.describe_parameter("fps")
     assert d.type == ParameterType.PARAMETER_DOUBLE and d.description == "Control rate [Hz]."
     assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (0.1, 1000.0)
     assert "a number in [0.1, 1000]" in d.additional_constraints
     r = node.describe_parameter("window").integer_range[0]
     assert (r.from_value, r.to_value) == (1, 10000)
-    assert node.describe_parameter("robot").read_only
+    assert "start-up only" in node.describe_parameter("robot").additional_constraints
 
 
 @pytest.mark.parametrize("override", ["fps:=5000.0", "fps:=abc", "window:=2.5", "mode:=medium", "enabled:=1"])
@@ -165,7 +165,7 @@ def test_node_run_time_changes_are_validated_then_applied_after(make_node):
         ("fps", "abc", "'fps'"),  # wrong type
         ("window", 2.5, "'window'"),
         ("mode", "medium", "'mode'"),
-        ("robot", "so100", "robot"),  # start-up only
+        ("robot", "so100", "'robot' is read-only at run time (read at start-up): restart"),
         ("fps", 900.0, "at least"),  # the cross check
     ]:
         (res,) = node.set_parameters([Parameter(name, value=value)])

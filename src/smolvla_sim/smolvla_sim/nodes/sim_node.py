@@ -15,25 +15,16 @@ publishing); ROS callbacks only hand commands and resets over to it.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -44,105 +35,146 @@ from trajectory_msgs.msg import JointTrajectory
 from smolvla_common import robot_description
 from smolvla_common.image_conversion import numpy_to_image
 from smolvla_common.node_main import run_node
-from smolvla_sim.commands import CommandFollower
+from smolvla_common.node_parameters import NodeParameters
+from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
+from so_arm_description.command_following import CommandFollower, command_from_message
 from so_arm_description.robot_model import build_urdf
 
-STARTUP_ONLY = (
-    "robot",
-    "task",
-    "physics_rate",
-    "joint_state_rate",
-    "image_width",
-    "image_height",
-    "cameras",
-    "publish_clock",
+
+def _distinct(names: list[str]) -> str | None:
+    return None if len(set(names)) == len(names) else "names must be distinct"
+
+
+#: Every parameter of sim_node, declared once (smolvla_common.parameters); config/sim_node.yaml is checked
+#: against this table by a test.
+PARAMETERS = ParameterTable(
+    "sim_node",
+    [
+        Param("robot", "so101", "Arm model.", "string", choices=("so101", "so100"), read_only=True),
+        Param(
+            "task",
+            "pick_place",
+            "Task: pick_place = red cube into the blue tray; sort = also green cube into the purple tray.",
+            "string",
+            choices=tuple(TASKS),
+            read_only=True,
+        ),
+        Param(
+            "seed",
+            0,
+            "Seed of the first episode; episode k uses seed + k - 1; -1 = random.",
+            "int",
+            -1,
+            2**31 - 1,
+        ),
+        Param(
+            "physics_rate",
+            500.0,
+            "Physics steps per simulated second.",
+            "double",
+            500.0,
+            10000.0,
+            read_only=True,
+        ),
+        Param(
+            "joint_state_rate",
+            50.0,
+            "Control cycle and /joint_states rate [Hz of simulated time].",
+            "double",
+            1.0,
+            1000.0,
+            read_only=True,
+        ),
+        Param(
+            "camera_rate",
+            30.0,
+            "Images per camera per simulated second; 0 = no images.",
+            "double",
+            0.0,
+            120.0,
+        ),
+        Param("image_width", 512, "Image width [px].", "int", 8, 4096, read_only=True),
+        Param("image_height", 512, "Image height [px].", "int", 8, 4096, read_only=True),
+        Param(
+            "cameras",
+            list(CAMERAS),
+            "Cameras published on /cameras/<name>/image_raw and camera_info.",
+            "string_array",
+            choices=tuple(CAMERAS),
+            read_only=True,
+            check=_distinct,
+        ),
+        Param(
+            "publish_clock",
+            False,
+            "Publish /clock and stamp everything with simulated time (other nodes: use_sim_time:=true).",
+            "bool",
+            read_only=True,
+        ),
+        Param(
+            "real_time_factor",
+            1.0,
+            "Simulated seconds per wall-clock second (0.2 = five times slower; 0 = as fast as possible).",
+            "double",
+            0.0,
+            100.0,
+        ),
+        Param(
+            "max_step",
+            0.1,
+            "Largest change of the joint goal per control cycle [rad], like the driver; 0 = unlimited.",
+            "double",
+            0.0,
+            10.0,
+        ),
+        Param(
+            "command_timeout",
+            0.5,
+            "Hold the commanded goal when no command arrived for this long [s of simulated time], like the "
+            "driver's watchdog; 0 = never.",
+            "double",
+            0.0,
+            60.0,
+        ),
+        Param(
+            "status_rate",
+            10.0,
+            "Rate of ~/task_success and ~/objects [Hz of simulated time].",
+            "double",
+            0.1,
+            100.0,
+        ),
+    ],
+    check=lambda v: (
+        f"parameter 'joint_state_rate' ({v['joint_state_rate']:g}) must not exceed 'physics_rate' "
+        f"({v['physics_rate']:g})"
+        if v["joint_state_rate"] > v["physics_rate"]
+        else None
+    ),
+    source="smolvla_sim.nodes.sim_node:PARAMETERS",
 )
 
 
 @dataclass
 class SimNodeConfig:
-    robot: str = "so101"
-    task: str = "pick_place"
-    seed: int = 0
-    physics_rate: float = 500.0
-    joint_state_rate: float = 50.0
-    camera_rate: float = 30.0
-    image_width: int = 512
-    image_height: int = 512
-    cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
-    publish_clock: bool = False
-    real_time_factor: float = 1.0
-    max_step: float = 0.1
-    status_rate: float = 10.0
+    """The validated values of :data:`PARAMETERS` (defaults there)."""
 
-
-def _float(desc: str, lo: float, hi: float, read_only: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=desc,
-        type=ParameterType.PARAMETER_DOUBLE,
-        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
-        read_only=read_only,
-    )
-
-
-def _int(desc: str, lo: int, hi: int) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=desc,
-        type=ParameterType.PARAMETER_INTEGER,
-        integer_range=[IntegerRange(from_value=lo, to_value=hi)],
-    )
-
-
-DESCRIPTORS: dict[str, ParameterDescriptor] = {
-    "robot": ParameterDescriptor(
-        description="so101 | so100 (start-up only)", type=ParameterType.PARAMETER_STRING
-    ),
-    "task": ParameterDescriptor(
-        description=f"task: {' | '.join(TASKS)} (start-up only)", type=ParameterType.PARAMETER_STRING
-    ),
-    "seed": _int("seed of the first episode; episode k uses seed + k - 1; -1 = random", -1, 2**31 - 1),
-    "physics_rate": _float("physics steps per simulated second (>= 500)", 500.0, 10000.0),
-    "joint_state_rate": _float("control cycle and /joint_states rate [Hz, sim time]", 1.0, 1000.0),
-    "camera_rate": _float("image rate per camera [Hz, sim time]; 0 = no images", 0.0, 120.0),
-    "image_width": _int("image width [px] (start-up only)", 8, 4096),
-    "image_height": _int("image height [px] (start-up only)", 8, 4096),
-    "cameras": ParameterDescriptor(
-        description="cameras to publish: top, wrist (start-up only)",
-        type=ParameterType.PARAMETER_STRING_ARRAY,
-    ),
-    "publish_clock": ParameterDescriptor(
-        description="publish /clock (sim time) and stamp messages with it", type=ParameterType.PARAMETER_BOOL
-    ),
-    "real_time_factor": _float("simulated seconds per wall second; 0 = as fast as possible", 0.0, 100.0),
-    "max_step": _float("largest change of the joint goal per control cycle [rad]; 0 = unlimited", 0.0, 10.0),
-    "status_rate": _float("rate of ~/task_success and ~/objects [Hz, sim time]", 0.1, 100.0),
-}
-
-
-def validate(name: str, value: object) -> str | None:
-    desc = DESCRIPTORS[name]
-    if desc.floating_point_range:
-        r = desc.floating_point_range[0]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{name} must be a number, got {value!r}"
-        if not r.from_value <= value <= r.to_value:
-            return f"{name} must be in [{r.from_value}, {r.to_value}], got {value!r}"
-    if desc.integer_range:
-        r = desc.integer_range[0]
-        if not isinstance(value, int) or not r.from_value <= value <= r.to_value:
-            return f"{name} must be an integer in [{r.from_value}, {r.to_value}], got {value!r}"
-    if name == "robot" and value not in ("so101", "so100"):
-        return f"robot must be so101 or so100, got {value!r}"
-    if name == "task" and value not in TASKS:
-        return f"task must be one of {list(TASKS)}, got {value!r}"
-    if name == "cameras":
-        cams = list(value)  # type: ignore[call-overload]
-        bad = [c for c in cams if c not in CAMERAS]
-        if bad or len(set(cams)) != len(cams):
-            return f"cameras must be distinct names out of {list(CAMERAS)}, got {cams}"
-    return None
+    robot: str
+    task: str
+    seed: int
+    physics_rate: float
+    joint_state_rate: float
+    camera_rate: float
+    image_width: int
+    image_height: int
+    cameras: list[str]
+    publish_clock: bool
+    real_time_factor: float
+    max_step: float
+    command_timeout: float
+    status_rate: float
 
 
 class SimStartupError(RuntimeError):
@@ -152,17 +184,10 @@ class SimStartupError(RuntimeError):
 class SimNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("sim_node", **kwargs)
-        defaults = SimNodeConfig()
-        for name, desc in DESCRIPTORS.items():
-            self.declare_parameter(name, getattr(defaults, name), desc)
-        self.cfg = SimNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
-        self.cfg.cameras = list(self.cfg.cameras or [])
-        problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
-        if problems:
-            raise SimStartupError("invalid parameters: " + "; ".join(problems))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        if self.cfg.joint_state_rate > self.cfg.physics_rate:
-            raise SimStartupError("joint_state_rate must not exceed physics_rate")
+        # declared, validated (ParameterError names the parameter and the allowed values) and applied after
+        # validation by _apply_parameters
+        self.params = NodeParameters(self, PARAMETERS, on_change=self._apply_parameters)
+        self.cfg = SimNodeConfig(**self.params.values)
         self.sim = ArmSim(
             SimConfig(
                 robot=self.cfg.robot,
@@ -174,8 +199,13 @@ class SimNode(Node):
                 cameras=tuple(self.cfg.cameras),
             )
         )
+        # the driver's command semantics, same code (so_arm_description.command_following), on sim time
         self.follower = CommandFollower(
-            self.sim.joint_names, self.sim.lower, self.sim.upper, self.cfg.max_step
+            self.sim.joint_names,
+            list(zip(self.sim.lower.tolist(), self.sim.upper.tolist())),
+            self.cfg.max_step,
+            self.cfg.command_timeout,
+            on_hold=self.get_logger().info,
         )
         self.sim_clock = 0.0  # simulated seconds since start, monotonic across resets
         self._reset_request = threading.Event()
@@ -222,31 +252,20 @@ class SimNode(Node):
         )
 
     # -- parameters ----------------------------------------------------------------------------------------
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name not in DESCRIPTORS:
-                continue
-            if p.name in STARTUP_ONLY and getattr(self, "cfg", None) is not None:
-                if p.value != getattr(self.cfg, p.name):
-                    return SetParametersResult(
-                        successful=False, reason=f"{p.name} can only be set at start-up"
-                    )
-                continue
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if p.name in DESCRIPTORS and p.name not in STARTUP_ONLY:
-                setattr(self.cfg, p.name, p.value)
-                if p.name == "max_step":
-                    self.follower.max_step = float(p.value)
-        return SetParametersResult(successful=True)
+    def _apply_parameters(self, changes: dict[str, object]) -> None:
+        """Validated run-time changes (post-set): the loop reads self.cfg every cycle."""
+        for name, value in changes.items():
+            setattr(self.cfg, name, value)
+        if "max_step" in changes:
+            self.follower.max_step = self.cfg.max_step
+        if "command_timeout" in changes:
+            self.follower.command_timeout = self.cfg.command_timeout
 
     # -- stamps --------------------------------------------------------------------------------------------
     def _stamp(self) -> Time:
         if self.cfg.publish_clock:
-            sec = int(self.sim_clock)
-            return Time(sec=sec, nanosec=int(round((self.sim_clock - sec) * 1e9)) % 1_000_000_000)
+            ns = int(round(self.sim_clock * 1e9))  # (rounding sec and nanosec apart gave k.0 s as k-1 s)
+            return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
         return self.get_clock().now().to_msg()
 
     def _stamp_seconds(self) -> float:
@@ -263,27 +282,13 @@ class SimNode(Node):
 
     def _on_command(self, msg: JointTrajectory) -> None:
         try:
-            names = list(msg.joint_names)
-            if not msg.points:
-                reason: str | None = self.follower._reject("trajectory without points")
-            elif len(msg.points) == 1 and (
-                msg.points[0].time_from_start.sec == 0 and msg.points[0].time_from_start.nanosec == 0
-            ):
-                reason = self.follower.set_target(names, list(msg.points[0].positions))
-            else:
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                start = self.sim_clock
-                if stamp > 0:
-                    start = self.sim_clock - (self._stamp_seconds() - stamp)
-                points = [
-                    (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions))
-                    for p in msg.points
-                ]
-                reason = self.follower.set_trajectory(names, points, start=start)
+            # received now on sim time; the stamps' clock is /clock (publish_clock) or this node's clock
+            cmd = command_from_message(msg)
+            reason = self.follower.command(cmd, now=self.sim_clock, clock_now=self._stamp_seconds())
             if reason is not None:
                 self._reject(reason)
         except Exception as exc:  # noqa: BLE001 (a malformed message must never kill the node)
-            self.follower._reject(f"malformed command: {exc!r}")
+            self.follower.reject(f"malformed command: {exc!r}")
             self._reject(f"malformed command: {exc!r}")
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -372,7 +377,7 @@ class SimNode(Node):
                     self._reset_result = message
                     self._reset_done.notify_all()
                 next_cam = next_status = self.sim_clock
-            self.sim.set_targets(self.follower.goal(self.sim_clock))
+            self.sim.set_targets(np.asarray(self.follower.step(self.sim_clock).goal))
             self.sim.step_physics(substeps)
             self.sim_clock += substeps * self.sim.dt
             stamp = self._stamp()
@@ -403,7 +408,12 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     return run_node(
-        "sim_node", SimNode, args=args, start=True, startup_errors=(SimStartupError,), num_threads=3
+        "sim_node",
+        SimNode,
+        args=args,
+        start=True,
+        startup_errors=(SimStartupError, ParameterError),
+        num_threads=3,
     )
 
 

@@ -7,29 +7,21 @@ is reported (log + /diagnostics ERROR) and retried; the node keeps running.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
-from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from smolvla_common.image_conversion import numpy_to_image
+from smolvla_common.node_parameters import NodeParameters
+from smolvla_common.parameters import Param, ParameterTable
 from so_arm_driver.camera import (
     CameraConfig,
     CameraIntrinsics,
@@ -45,90 +37,140 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _LIVE = {"fps", "loop", "reconnect_period", "max_reconnect_period"}
 
 
-@dataclass(frozen=True)
-class _Param:
-    default: object
-    description: str
-    kind: str  # "str", "int", "float", "bool"; "float" also accepts integers, "source" accepts both
-    read_only: bool = True
-    bounds: tuple[float, float] | None = None
-
-    def descriptor(self) -> ParameterDescriptor:
-        bounds = f" [{self.bounds[0]:g} .. {self.bounds[1]:g}]" if self.bounds else ""
-        d = ParameterDescriptor(description=self.description + bounds, read_only=self.read_only)
-        if self.kind in ("float", "source"):
-            d.dynamic_typing = True  # "-p fps:=15" (an integer) or "-p source:=0" must work
-            if self.bounds and self.kind == "float":
-                d.floating_point_range = [
-                    FloatingPointRange(from_value=self.bounds[0], to_value=self.bounds[1])
-                ]
-        else:
-            d.type = {
-                "str": ParameterType.PARAMETER_STRING,
-                "int": ParameterType.PARAMETER_INTEGER,
-                "bool": ParameterType.PARAMETER_BOOL,
-            }[self.kind]
-            if self.bounds:
-                d.integer_range = [
-                    IntegerRange(from_value=int(self.bounds[0]), to_value=int(self.bounds[1]), step=1)
-                ]
-        return d
+def _name(value: str) -> str | None:
+    return None if _NAME_RE.match(value) else "must match [A-Za-z][A-Za-z0-9_]*"
 
 
-PARAMETERS: dict[str, _Param] = {
-    "name": _Param("front", "camera name: topics /cameras/<name>/image_raw and camera_info", "str"),
-    "source": _Param("0", "device index, /dev/videoN, stream URL or video file path", "source"),
-    "fps": _Param(30.0, "publish rate [Hz]", "float", False, (0.1, 240.0)),
-    "width": _Param(640, "image width [px], 0 = source size", "int", True, (0, 8192)),
-    "height": _Param(480, "image height [px], 0 = source size", "int", True, (0, 8192)),
-    "loop": _Param(True, "restart video files at their end", "bool", False),
-    "frame_id": _Param("", "header frame_id ('' = <name>_camera_optical_frame)", "str"),
-    "camera_info": _Param("", "ROS camera calibration YAML ('' = pinhole from horizontal_fov)", "str"),
-    "horizontal_fov": _Param(69.0, "pinhole horizontal field of view [deg]", "float", True, (1.0, 179.0)),
-    "reconnect_period": _Param(
-        1.0, "first reconnect delay [s], doubles per failure", "float", False, (0.01, 60.0)
-    ),
-    "max_reconnect_period": _Param(10.0, "longest reconnect delay [s]", "float", False, (0.01, 600.0)),
-    "fourcc": _Param("MJPG", "FOURCC requested from devices ('' = driver default)", "str"),
-    "diagnostics_period": _Param(1.0, "period of the /diagnostics status [s]", "float", True, (0.05, 60.0)),
-}
-
-
-def _check(name: str, value: object) -> str | None:
-    """Type and range check of one parameter value; returns a reason on rejection."""
-    spec = PARAMETERS.get(name)
-    if spec is None:
-        return None
-    if spec.kind == "source":
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            return f"{name} must be a device index or a string"
-        if isinstance(value, int) and value < 0:
-            return f"{name}: device index must be >= 0"
-        if isinstance(value, str) and not value.strip():
-            return f"{name} must not be empty"
-        return None
-    if spec.kind == "float" and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    ):
-        return f"{name} must be a number, got {value!r}"
-    if spec.bounds and not spec.bounds[0] <= value <= spec.bounds[1]:  # type: ignore[operator]
-        return f"{name} must be in [{spec.bounds[0]:g}, {spec.bounds[1]:g}], got {value}"
+def _source(value: str) -> str | None:
+    if not value.strip():
+        return "must not be empty"
+    if value.startswith("-") and value[1:].isdigit():
+        return "a device index must be >= 0"
     return None
+
+
+def _cross_check(v: dict) -> str | None:  # type: ignore[type-arg]
+    if (v["width"] == 0) != (v["height"] == 0):
+        return "parameters width and height must both be > 0, or both 0 (source size)"
+    if v["max_reconnect_period"] < v["reconnect_period"]:
+        return "parameter 'max_reconnect_period' must be >= 'reconnect_period'"
+    return None
+
+
+#: Every parameter of camera_node, declared once (smolvla_common.parameters); config/camera_node.yaml is
+#: checked against this table by a test. fps, loop and the reconnect periods change the running stream.
+PARAMETERS = ParameterTable(
+    "camera_node",
+    [
+        Param(
+            "name",
+            "front",
+            "Camera name: topics /cameras/<name>/image_raw (rgb8) and /cameras/<name>/camera_info.",
+            "string",
+            read_only=True,
+            check=_name,
+        ),
+        Param(
+            "source",
+            "0",
+            "Device index ('0'), device path (/dev/video0), stream URL (rtsp://, http://) or a video file.",
+            "string",
+            read_only=True,
+            accept_int=True,
+            check=_source,
+        ),
+        Param(
+            "fps",
+            30.0,
+            "Publish rate [Hz]; a device is asked for it, faster devices are decimated, files are paced.",
+            "double",
+            0.1,
+            240.0,
+        ),
+        Param(
+            "width",
+            640,
+            "Published image width [px]; 0 (with height 0) = the source's size.",
+            "int",
+            0,
+            8192,
+            read_only=True,
+        ),
+        Param(
+            "height",
+            480,
+            "Published image height [px]; 0 (with width 0) = the source's size.",
+            "int",
+            0,
+            8192,
+            read_only=True,
+        ),
+        Param("loop", True, "Video files: start again at the first frame after the last one.", "bool"),
+        Param(
+            "frame_id",
+            "",
+            "frame_id of the image and camera_info headers ('' = <name>_camera_optical_frame).",
+            "string",
+            read_only=True,
+            check=lambda v: None if not v or _NAME_RE.match(v.lstrip("/")) else "is not a valid frame id",
+        ),
+        Param(
+            "camera_info",
+            "",
+            "ROS camera_calibration YAML; '' = a pinhole model from horizontal_fov.",
+            "string",
+            read_only=True,
+        ),
+        Param(
+            "horizontal_fov",
+            69.0,
+            "Horizontal field of view [deg] of the pinhole model.",
+            "double",
+            1.0,
+            179.0,
+            read_only=True,
+        ),
+        Param(
+            "reconnect_period",
+            1.0,
+            "First retry delay [s] after a device error or a missing device; doubles per failure.",
+            "double",
+            0.01,
+            60.0,
+        ),
+        Param("max_reconnect_period", 10.0, "Longest reconnect delay [s].", "double", 0.01, 600.0),
+        Param(
+            "fourcc",
+            "MJPG",
+            "Devices: FOURCC to request ('MJPG' lets USB cameras deliver 640x480 at 30 fps; '' = driver "
+            "default).",
+            "string",
+            read_only=True,
+            check=lambda v: None if len(v) in (0, 4) else "must have 4 characters or be empty",
+        ),
+        Param(
+            "diagnostics_period",
+            1.0,
+            "Period [s] of the /diagnostics status.",
+            "double",
+            0.05,
+            60.0,
+            read_only=True,
+        ),
+    ],
+    check=_cross_check,
+    source="so_arm_driver.nodes.camera_node:PARAMETERS",
+)
 
 
 class CameraNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("camera_node", **kwargs)
         self._closing = False
-        self.add_on_set_parameters_callback(self._validate)
-        for pname, spec in PARAMETERS.items():
-            self.declare_parameter(pname, spec.default, spec.descriptor())
-        self.add_post_set_parameters_callback(self._apply)
-        p = {pname: self.get_parameter(pname).value for pname in PARAMETERS}
-        for pname, spec in PARAMETERS.items():
-            if spec.kind == "float":
-                p[pname] = float(p[pname])
-        p["source"] = str(p["source"])
+        # declared and validated (ParameterError names the parameter and the allowed values); run-time
+        # changes are applied after validation by _apply
+        self.params = NodeParameters(self, PARAMETERS, on_change=self._apply)
+        p = dict(self.params.values)
 
         self.camera_name: str = p["name"]
         self.frame_id: str = p["frame_id"] or f"{self.camera_name}_camera_optical_frame"
@@ -177,51 +219,11 @@ class CameraNode(Node):
         self.stream.start()
 
     # -- parameters -----------------------------------------------------------------------------------------
-    def _validate(self, params: list[Parameter]) -> SetParametersResult:
-        values = {p.name: p.value for p in params}
-        current = {
-            n: self.get_parameter(n).value
-            for n in ("width", "height", "reconnect_period", "max_reconnect_period")
-            if self.has_parameter(n)
-        }
-        merged = {**current, **values}
-        for pname, value in values.items():
-            reason = _check(pname, value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        if "name" in values and not _NAME_RE.match(str(values["name"])):
-            return SetParametersResult(
-                successful=False, reason=f"name '{values['name']}' must match [A-Za-z][A-Za-z0-9_]*"
-            )
-        if (
-            "frame_id" in values
-            and values["frame_id"]
-            and not _NAME_RE.match(str(values["frame_id"]).lstrip("/"))
-        ):
-            return SetParametersResult(
-                successful=False, reason=f"frame_id '{values['frame_id']}' is not valid"
-            )
-        if "fourcc" in values and values["fourcc"] and len(str(values["fourcc"])) != 4:
-            return SetParametersResult(successful=False, reason="fourcc must have 4 characters or be empty")
-        if {"width", "height"} <= set(merged) and (merged["width"] == 0) != (merged["height"] == 0):
-            return SetParametersResult(
-                successful=False, reason="width and height must both be > 0, or both 0 (source size)"
-            )
-        if {"reconnect_period", "max_reconnect_period"} <= set(merged) and (
-            merged["max_reconnect_period"] < merged["reconnect_period"]
-        ):
-            return SetParametersResult(
-                successful=False, reason="max_reconnect_period must be >= reconnect_period"
-            )
-        return SetParametersResult(successful=True)
-
-    def _apply(self, params: list[Parameter]) -> None:
-        changes = {
-            p.name: (float(p.value) if p.name != "loop" else p.value) for p in params if p.name in _LIVE
-        }
-        if changes and hasattr(self, "stream"):
-            self.stream.update(**changes)
-            self.get_logger().info(f"applied {changes}")
+    def _apply(self, changes: dict[str, object]) -> None:
+        live = {name: value for name, value in changes.items() if name in _LIVE}
+        if live and hasattr(self, "stream"):
+            self.stream.update(**live)
+            self.get_logger().info(f"applied {live}")
 
     # -- frames ---------------------------------------------------------------------------------------------
     def _camera_info(self, width: int, height: int, header) -> CameraInfo:

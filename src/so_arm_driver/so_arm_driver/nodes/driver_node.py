@@ -11,27 +11,17 @@ emulator process so the stack can be tried without an arm. Parameters and defaul
 from __future__ import annotations
 
 import contextlib
-import math
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
@@ -39,6 +29,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from smolvla_common import robot_description
 from smolvla_common.node_main import run_node
+from smolvla_common.node_parameters import NodeParameters
+from smolvla_common.parameters import Param, ParameterError, ParameterTable
+from so_arm_description.command_following import Command, command_from_message
 from so_arm_description.robot_model import build_urdf
 from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 from so_arm_driver import calibration as calib
@@ -47,144 +40,159 @@ from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError
 
 EMULATED = "emulated"
 ROBOTS = ("so100", "so101")
-#: Parameters that need a restart; changing them at run time is rejected with a reason.
-STARTUP_ONLY = (
-    "port",
-    "robot",
-    "robot_id",
-    "calibration_file",
-    "baudrate",
-    "read_retries",
-    "joint_names",
-    "read_velocity",
-    "read_load",
-    "read_temperature",
+
+
+def _joint_names(names: list[str]) -> str | None:
+    if len(names) != len(JOINT_NAMES) or len(set(names)) != len(names) or not all(names):
+        return f"{len(JOINT_NAMES)} distinct non-empty names are needed"
+    return None
+
+
+#: Every parameter of the driver node, declared once (smolvla_common.parameters); config/so_arm_driver.yaml
+#: is checked against this table by a test. Read-only ones are read at start-up.
+PARAMETERS = ParameterTable(
+    "so_arm_driver",
+    [
+        Param(
+            "port",
+            "/dev/ttyACM0",
+            "Serial device of the Feetech bus (/dev/ttyACM0, /dev/serial/by-id/...), or 'emulated' to start "
+            "a servo-bus emulator (default calibration if none is found).",
+            "string",
+            read_only=True,
+            check=lambda v: None if v.strip() else "must not be empty",
+        ),
+        Param(
+            "robot",
+            "so101",
+            "Arm model (reported on /diagnostics and /robot_description).",
+            "string",
+            choices=ROBOTS,
+            read_only=True,
+        ),
+        Param(
+            "robot_id",
+            "follower",
+            "lerobot robot id: the calibration is $HF_LEROBOT_CALIBRATION/robots/so_follower/<robot_id>.json "
+            "(default ~/.cache/huggingface/lerobot/calibration).",
+            "string",
+            read_only=True,
+        ),
+        Param(
+            "calibration_file",
+            "",
+            "lerobot calibration JSON; '' = lerobot's default location for robot_id.",
+            "string",
+            read_only=True,
+        ),
+        Param(
+            "baudrate", 1_000_000, "Bus baud rate (lerobot: 1 Mbaud).", "int", 4800, 1_000_000, read_only=True
+        ),
+        Param(
+            "read_retries",
+            2,
+            "Extra attempts per bus transaction (lerobot: 2).",
+            "int",
+            0,
+            10,
+            read_only=True,
+        ),
+        Param("rate", 50.0, "Read/write cycle and /joint_states rate [Hz].", "double", 1.0, 500.0),
+        Param(
+            "max_step",
+            0.1,
+            "Largest change of the goal per cycle [rad] (0.1 at 50 Hz = 5 rad/s).",
+            "double",
+            1e-4,
+            3.2,
+        ),
+        Param(
+            "command_timeout",
+            0.5,
+            "Hold position when no /joint_commands message arrived for this long [s] (after a trajectory: "
+            "after its end).",
+            "double",
+            0.01,
+            60.0,
+        ),
+        Param("disable_torque_on_exit", True, "Torque off when the node exits.", "bool"),
+        Param(
+            "max_consecutive_errors",
+            5,
+            "Failed cycles in a row before ERROR on /diagnostics; writes stop until the bus answers again.",
+            "int",
+            1,
+            10000,
+        ),
+        Param(
+            "read_velocity",
+            True,
+            "Read Present_Velocity (JointState.velocity [rad/s]).",
+            "bool",
+            read_only=True,
+        ),
+        Param(
+            "read_load",
+            True,
+            "Read Present_Load (JointState.effort [N m], an estimate).",
+            "bool",
+            read_only=True,
+        ),
+        Param(
+            "read_temperature", False, "Read Present_Temperature (on /diagnostics).", "bool", read_only=True
+        ),
+        Param(
+            "joint_names",
+            list(JOINT_NAMES),
+            "Published joint names for shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, "
+            "gripper (in this order).",
+            "string_array",
+            read_only=True,
+            check=_joint_names,
+        ),
+        Param(
+            "diagnostics_period",
+            1.0,
+            "/diagnostics period [s] (also published at once on a state change).",
+            "double",
+            0.05,
+            60.0,
+        ),
+    ],
+    source="so_arm_driver.nodes.driver_node:PARAMETERS",
 )
 
 
 @dataclass
 class DriverNodeConfig:
-    port: str = "/dev/ttyACM0"
-    robot: str = "so101"
-    robot_id: str = "follower"
-    calibration_file: str = ""
-    baudrate: int = 1_000_000
-    read_retries: int = 2
-    rate: float = 50.0
-    max_step: float = 0.1
-    command_timeout: float = 0.5
-    disable_torque_on_exit: bool = True
-    max_consecutive_errors: int = 5
-    read_velocity: bool = True
-    read_load: bool = True
-    read_temperature: bool = False
-    joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES))
-    diagnostics_period: float = 1.0
+    """The validated values of :data:`PARAMETERS` (defaults there)."""
 
-
-def _float(desc: str, lo: float, hi: float) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=desc,
-        type=ParameterType.PARAMETER_DOUBLE,
-        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)],
-    )
-
-
-def _int(desc: str, lo: int, hi: int) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=desc,
-        type=ParameterType.PARAMETER_INTEGER,
-        integer_range=[IntegerRange(from_value=lo, to_value=hi, step=1)],
-    )
-
-
-DESCRIPTORS: dict[str, ParameterDescriptor] = {
-    "port": ParameterDescriptor(
-        description="Feetech bus serial device (e.g. /dev/ttyACM0), or 'emulated' to start an emulator",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "robot": ParameterDescriptor(description="so100 | so101", type=ParameterType.PARAMETER_STRING),
-    "robot_id": ParameterDescriptor(
-        description="lerobot robot id: calibration at $HF_LEROBOT_CALIBRATION/robots/so_follower/<id>.json",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "calibration_file": ParameterDescriptor(
-        description="lerobot calibration JSON; empty = lerobot's default location for robot_id",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "baudrate": _int("bus baud rate", 4800, 1_000_000),
-    "read_retries": _int("extra attempts per bus transaction", 0, 10),
-    "rate": _float("read/write cycle and /joint_states rate (Hz)", 1.0, 500.0),
-    "max_step": _float("largest goal change per cycle (rad)", 1e-4, 3.2),
-    "command_timeout": _float("hold position when no command arrived for this long (s)", 0.01, 60.0),
-    "disable_torque_on_exit": ParameterDescriptor(
-        description="torque off on shutdown", type=ParameterType.PARAMETER_BOOL
-    ),
-    "max_consecutive_errors": _int(
-        "failed cycles before ERROR (writes stop until the bus answers)", 1, 10000
-    ),
-    "read_velocity": ParameterDescriptor(
-        description="read Present_Velocity (JointState.velocity)", type=ParameterType.PARAMETER_BOOL
-    ),
-    "read_load": ParameterDescriptor(
-        description="read Present_Load (JointState.effort, N m estimate)", type=ParameterType.PARAMETER_BOOL
-    ),
-    "read_temperature": ParameterDescriptor(
-        description="read Present_Temperature (on /diagnostics)", type=ParameterType.PARAMETER_BOOL
-    ),
-    "joint_names": ParameterDescriptor(
-        description="published joint names for shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, "
-        "wrist_roll, gripper (in this order)",
-        type=ParameterType.PARAMETER_STRING_ARRAY,
-    ),
-    "diagnostics_period": _float("/diagnostics period (s)", 0.05, 60.0),
-}
-
-
-def validate(name: str, value: object) -> str | None:
-    """Reason why ``value`` is not acceptable for parameter ``name`` (None if fine)."""
-    desc = DESCRIPTORS.get(name)
-    if desc is None:
-        return None
-    if desc.floating_point_range:
-        r = desc.floating_point_range[0]
-        if (
-            not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not r.from_value <= value <= r.to_value
-        ):
-            return f"{name} must be a number in [{r.from_value}, {r.to_value}], got {value!r}"
-    if desc.integer_range:
-        r = desc.integer_range[0]
-        if not isinstance(value, int) or not r.from_value <= value <= r.to_value:
-            return f"{name} must be an integer in [{r.from_value}, {r.to_value}], got {value!r}"
-    if name == "robot" and value not in ROBOTS:
-        return f"robot must be one of {ROBOTS}, got {value!r}"
-    if name == "port" and not value:
-        return "port must not be empty"
-    if name == "joint_names":
-        names = list(value)  # type: ignore[call-overload]
-        if len(names) != len(JOINT_NAMES) or len(set(names)) != len(names) or not all(names):
-            return f"joint_names must be {len(JOINT_NAMES)} distinct non-empty names, got {names}"
-    return None
+    port: str
+    robot: str
+    robot_id: str
+    calibration_file: str
+    baudrate: int
+    read_retries: int
+    rate: float
+    max_step: float
+    command_timeout: float
+    disable_torque_on_exit: bool
+    max_consecutive_errors: int
+    read_velocity: bool
+    read_load: bool
+    read_temperature: bool
+    joint_names: list[str]
+    diagnostics_period: float
 
 
 class DriverNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("so_arm_driver", **kwargs)
-        defaults = DriverNodeConfig()
-        for name, desc in DESCRIPTORS.items():
-            try:
-                self.declare_parameter(name, getattr(defaults, name), desc)
-            except ParameterException as exc:  # e.g. rate:=50 (an integer) for a double parameter
-                raise DriverStartupError(f"parameter '{name}': {exc}") from exc
-        self.cfg = DriverNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
-        self.cfg.joint_names = list(self.cfg.joint_names)
-        problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
-        if problems:
-            raise DriverStartupError("invalid parameters: " + "; ".join(problems))
+        # declared and validated (ParameterError names the parameter and the allowed values); run-time
+        # changes are applied after validation by _apply_parameters
+        self.params = NodeParameters(self, PARAMETERS, on_change=self._apply_parameters)
+        self.cfg = DriverNodeConfig(**self.params.values)
         self._started = False
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.to_motor = dict(zip(self.cfg.joint_names, JOINT_NAMES))
         self._emulator: subprocess.Popen | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
@@ -285,29 +293,21 @@ class DriverNode(Node):
         )
 
     # -- parameters -----------------------------------------------------------------------------------------
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name in STARTUP_ONLY and self._started:
-                return SetParametersResult(
-                    successful=False, reason=f"{p.name} is read at start-up: restart the node"
-                )
-            if (reason := validate(p.name, p.value)) is not None:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if hasattr(self.cfg, p.name):
-                setattr(self.cfg, p.name, p.value)
-            if self.driver is not None and p.name in (
+    def _apply_parameters(self, changes: dict[str, object]) -> None:
+        """Validated run-time changes (post-set callback; start-up ones are read-only)."""
+        for name, value in changes.items():
+            setattr(self.cfg, name, value)
+            if self.driver is not None and name in (
                 "max_step",
                 "command_timeout",
                 "max_consecutive_errors",
                 "disable_torque_on_exit",
             ):
-                setattr(self.driver.config, p.name, p.value)
-            if p.name == "rate" and self.timer is not None:
-                self.timer.timer_period_ns = int(1e9 / p.value)
-            if p.name == "diagnostics_period" and self.diag_timer is not None:
-                self.diag_timer.timer_period_ns = int(1e9 * p.value)
-        return SetParametersResult(successful=True)
+                setattr(self.driver.config, name, value)
+        if "rate" in changes and self.timer is not None:
+            self.timer.timer_period_ns = int(1e9 / self.cfg.rate)
+        if "diagnostics_period" in changes and self.diag_timer is not None:
+            self.diag_timer.timer_period_ns = int(1e9 * self.cfg.diagnostics_period)
 
     # -- callbacks ------------------------------------------------------------------------------------------
     def _ros_stamp(self, mono: float):  # type: ignore[no-untyped-def]
@@ -344,22 +344,10 @@ class DriverNode(Node):
                 self.driver.reject(reason)
                 self._log_rejection(reason)
                 return
-            names = [self.to_motor[n] for n in msg.joint_names]
-            if not msg.points:
-                reason = self.driver.reject("trajectory without points")
-            elif len(msg.points) == 1:
-                reason = self.driver.set_target(names, list(msg.points[0].positions))
-            else:
-                now_mono = time.monotonic()
-                stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                start = now_mono
-                if stamp_ns > 0:
-                    start = now_mono - (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-                points = [
-                    (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions))
-                    for p in msg.points
-                ]
-                reason = self.driver.set_trajectory(names, points, start=start, now=now_mono)
+            cmd = command_from_message(msg)  # semantics: so_arm_description.command_following
+            cmd = Command([self.to_motor[n] for n in cmd.names], cmd.points, cmd.stamp)
+            clock_now = self.get_clock().now().nanoseconds * 1e-9
+            reason = self.driver.command(cmd, now=time.monotonic(), clock_now=clock_now)
             if reason is not None:
                 self._log_rejection(reason)
         except Exception as exc:  # noqa: BLE001 (a malformed message must never kill the node)
@@ -426,7 +414,7 @@ def main(args: list[str] | None = None) -> int:
         DriverNode,
         args=args,
         start=True,
-        startup_errors=(DriverStartupError,),
+        startup_errors=(DriverStartupError, ParameterError),
         num_threads=3,
     )
 
