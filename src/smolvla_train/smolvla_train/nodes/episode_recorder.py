@@ -401,7 +401,7 @@ class EpisodeRecorderNode(Node):
             counts = ", ".join(f"{t} {n}" for t, n in res.counts.items())
             self.get_logger().info(
                 f"episode {index} saved to {res.bag_path} ({res.duration:.1f} s, {outcome}, "
-                f"lost {res.dropped}): {counts}"
+                f"lost {res.dropped}{' ' + str(res.lost_by_topic) if res.dropped else ''}): {counts}"
             )
         with self._result_ready:
             self._last_result = res
