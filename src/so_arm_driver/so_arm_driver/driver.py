@@ -242,8 +242,10 @@ class ArmDriver:
                     errors.append(e)
         return errors
 
-    def close(self) -> None:
-        """Torque off (if configured) and close the port; safe to call twice."""
+    def close(self) -> list[busmod.BusError]:
+        """Torque off (if configured) and close the port; safe to call twice. Returns the errors of the
+        torque-off writes (empty: torque is off on every servo, or torque off on exit is not configured)."""
+        errs: list[busmod.BusError] = []
         with self._lock:
             if self.bus.is_open and self.config.disable_torque_on_exit:
                 errs = self._torque_writes(False)
@@ -253,6 +255,7 @@ class ArmDriver:
                     self.torque_enabled = False
             self.bus.close()
             self.state = DriverState.DISCONNECTED
+        return errs
 
     # -- commands ----------------------------------------------------------------------------------
     @property

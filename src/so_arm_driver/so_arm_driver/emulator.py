@@ -519,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port-file", help="write the port path to this file")
     p.add_argument("--link", help="create this symlink to the port")
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=0,
+        help="exit when this process (the driver that started the emulator) is gone",
+    )
     return p
 
 
@@ -550,8 +556,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(args.port_file)
     print(port, flush=True)
     try:
+        # the driver starts it in a session of its own (a terminal's Ctrl-C must not stop it before the torque
+        # is off), but it must not outlive the driver, even one killed with SIGKILL: os.getppid() then changes
         while not stop.wait(0.2):
-            pass
+            if args.parent_pid and os.getppid() != args.parent_pid:
+                break
     finally:
         emu.stop()
         if args.port_file:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import re
 import threading
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from smolvla_common.image_conversion import numpy_to_image
+from smolvla_common.node_main import run_node
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterTable
 from so_arm_driver.camera import (
@@ -315,42 +314,28 @@ class CameraNode(Node):
         msg.status = [status]
         self._diag_pub.publish(msg)
 
-    def destroy_node(self) -> None:
-        self._closing = True  # the context may already be shut down: no more logging or publishing
+    def shutdown(self) -> None:
+        """Stop the capture thread and join it, while the context is still valid (run_node calls this before
+        destroying the node and shutting rclpy down: no publish can meet an invalid context)."""
+        self._closing = True
         if hasattr(self, "stream"):
             self.stream.stop()
+
+    def destroy_node(self) -> None:
+        self.shutdown()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    from rclpy._rclpy_pybind11 import RCLError
-
     try:  # OpenCV's own open/read warnings are replaced by the node's reports (log + /diagnostics)
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except (ImportError, AttributeError):
         pass
-    rclpy.init(args=args)
-    node: CameraNode | None = None
-    code = 0
-    try:
-        node = CameraNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError as exc:
-        if rclpy.ok():
-            print(f"camera_node: {exc}")
-            code = 1
-    except (ParameterException, ValueError) as exc:  # configuration errors (rejected parameters) end here
-        print(f"camera_node: {type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    # run_node: Ctrl-C/SIGTERM (also twice, as under ros2 launch) stop the spin with the context still valid,
+    # then shutdown() joins the capture thread before rclpy shuts down (issue 18)
+    return run_node("camera_node", CameraNode, args=args, startup_errors=(ParameterException, ValueError))
 
 
 if __name__ == "__main__":

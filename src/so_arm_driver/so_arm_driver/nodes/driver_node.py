@@ -11,6 +11,7 @@ emulator process so the stack can be tried without an arm. Parameters and defaul
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -239,6 +240,8 @@ class DriverNode(Node):
             str(port_file),
             "--calibration",
             str(cal_path),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         # own session: a Ctrl-C in the terminal must not stop it before the driver turned the torque off
         self._emulator = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
@@ -386,14 +389,24 @@ class DriverNode(Node):
             self._last_level = level
 
     # -- shutdown -------------------------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Torque off if configured, close the bus, stop the emulator (safe to call twice)."""
+    def shutdown(self) -> bool:
+        """Torque off if configured, close the bus, stop the emulator (safe to call twice). Returns False
+        when the torque could not be turned off (reported on stderr; run_node then exits with code 1)."""
+        ok = True
         if self.timer is not None:
             self.timer.cancel()
         if self.driver is not None:
-            torque_off = self.driver.config.disable_torque_on_exit and self.driver.torque_enabled
-            self.driver.close()
-            if torque_off:
+            torque_off = self.driver.config.disable_torque_on_exit
+            errors = self.driver.close()
+            if torque_off and errors:
+                ok = False
+                print(
+                    "[so_arm_driver] TORQUE OFF ON EXIT FAILED, the arm may still be powered: "
+                    + "; ".join(map(str, errors)),
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif torque_off:
                 print("[so_arm_driver] torque disabled on exit", flush=True)
             self.driver = None
         if self._emulator is not None:
@@ -406,6 +419,7 @@ class DriverNode(Node):
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+        return ok
 
 
 def main(args: list[str] | None = None) -> int:
