@@ -1,0 +1,163 @@
+"""episode_recorder as an installed executable: the action, its end service, cancel, discard-last, refusals.
+
+A publisher in the test process sends numbered messages; a bag must hold an unbroken run of them (the
+publisher's numbering is the reference), the latched topic once at the start of every episode.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import ros_harness
+from ros_harness import wait_for
+
+pytestmark = pytest.mark.slow
+rclpy = pytest.importorskip("rclpy")
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosbags.highlevel import AnyReader  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from smolvla_msgs.action import RecordEpisode  # noqa: E402
+from smolvla_train.recording.bag import list_bags  # noqa: E402
+
+
+class Client:
+    def __init__(self, context, executor) -> None:  # type: ignore[no-untyped-def]
+        self.node = rclpy.create_node("recorder_test_client", context=context)
+        self.pub = self.node.create_publisher(
+            String, "/numbers", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.latched_pub = self.node.create_publisher(String, "/robot_description", latched)
+        self.latched_pub.publish(String(data="<robot name='test'/>"))
+        self.action = ActionClient(self.node, RecordEpisode, "/episode_recorder/record")
+        self.end = self.node.create_client(SetBool, "/episode_recorder/end_episode")
+        self.discard = self.node.create_client(Trigger, "/episode_recorder/discard_last")
+        self.feedback: list = []
+        self.sent = 0
+        self._stop = threading.Event()
+        executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._publish, daemon=True)
+        self.thread.start()
+
+    def _publish(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            self.pub.publish(String(data=str(self.sent)))
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5.0)
+
+    def wait(self, future, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        assert wait_for(future.done, timeout), "no answer"
+        return future.result()
+
+    def send(self, task: str, time_limit: float = 0.0):  # type: ignore[no-untyped-def]
+        goal = RecordEpisode.Goal(task=task, time_limit=time_limit)
+        return self.wait(self.action.send_goal_async(goal, feedback_callback=self.feedback.append))
+
+
+def _read(bag: Path) -> tuple[dict, dict[str, list]]:
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    msgs: dict[str, list] = {}
+    with AnyReader([bag]) as reader:
+        for conn, t, raw in reader.messages():
+            msgs.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype).data))
+    return meta, msgs
+
+
+def _assert_unbroken(msgs: dict[str, list]) -> int:
+    numbers = [int(d) for _, d in msgs["/numbers"]]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "a /numbers message is missing"
+    return len(numbers)
+
+
+def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, run_node) -> None:  # type: ignore[no-untyped-def]
+    rec = run_node(
+        "smolvla_train",
+        "episode_recorder",
+        parameters={
+            "out_dir": str(tmp_path),
+            "topics": ["/numbers", "/robot_description"],
+            "feedback_period": 0.2,
+        },
+    )
+    client = Client(ros_context, ros_executor)
+    try:
+        assert client.action.wait_for_server(timeout_sec=30.0)
+        assert rec.wait_for_output("subscribed /numbers") and rec.wait_for_output(
+            "subscribed /robot_description"
+        )
+        # 1: ends at its time limit, outcome unknown
+        handle = client.send("stack the blocks", time_limit=1.5)
+        assert handle.accepted
+        assert not client.send("second at once").accepted  # one episode at a time
+        result = client.wait(handle.get_result_async()).result
+        assert result.error == "" and result.outcome == "unknown" and result.dropped == 0
+        assert result.duration >= 1.5 and client.feedback and client.feedback[-1].feedback.elapsed > 0.5
+        meta, msgs = _read(Path(result.bag_path))
+        n = _assert_unbroken(msgs)
+        assert dict(zip(result.topics, result.message_counts))["/numbers"] == n > 50
+        assert [d for _, d in msgs["/robot_description"]] == ["<robot name='test'/>"]
+        assert meta["custom_data"]["smolvla.task"] == "stack the blocks"
+        # 2: ended through ~/end_episode (failure): the service answers with the saved bag
+        handle = client.send("stack the blocks again")
+        assert handle.accepted
+        time.sleep(0.5)
+        response = client.wait(client.end.call_async(SetBool.Request(data=False)))
+        result = client.wait(handle.get_result_async()).result
+        assert response.success and response.message == result.bag_path
+        meta, msgs = _read(Path(result.bag_path))
+        assert (
+            meta["custom_data"]["smolvla.outcome"] == "failure"
+            and meta["custom_data"]["smolvla.episode_index"] == "1"
+        )
+        _assert_unbroken(msgs)
+        events = [json.loads(d) for _, d in msgs["/smolvla/episode"]]
+        assert [e["event"] for e in events] == ["start", "end"]
+        # 3: canceled: kept, outcome unknown
+        handle = client.send("third")
+        time.sleep(0.5)
+        client.wait(handle.cancel_goal_async())
+        result = client.wait(handle.get_result_async()).result
+        assert result.bag_path.endswith("episode_000002") and result.outcome == "unknown"
+        # re-record: discard the last one, its index comes back
+        response = client.wait(client.discard.call_async(Trigger.Request()))
+        assert response.success and response.message.endswith("episode_000002")
+        assert [b.name for b in list_bags(tmp_path)] == ["episode_000000", "episode_000001"]
+        handle = client.send("third, take two", time_limit=0.5)
+        result = client.wait(handle.get_result_async()).result
+        assert result.bag_path.endswith("episode_000002")
+        # bad goals are refused with a reason, the node lives on
+        handle = client.send("   ")
+        result = client.wait(handle.get_result_async()).result
+        assert result.bag_path == "" and "task" in result.error
+        response = client.wait(client.end.call_async(SetBool.Request(data=True)))
+        assert not response.success and "no episode" in response.message
+        assert rec.alive()
+    finally:
+        client.stop()
+
+
+def test_invalid_parameters_are_a_startup_error(tmp_path: Path) -> None:
+    proc = ros_harness.NodeProcess(
+        "smolvla_train", "episode_recorder", parameters={"out_dir": str(tmp_path), "storage": "tape"}
+    )
+    try:
+        assert wait_for(lambda: not proc.alive(), 30.0)
+        assert proc.proc.returncode == 1
+        assert "storage must be one of" in proc.output()
+    finally:
+        proc.stop()
