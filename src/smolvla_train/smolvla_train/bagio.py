@@ -257,16 +257,25 @@ class _McapFile(Bag):
 
     def _records(self) -> Iterator[Any]:
         """Records up to the end or (salvage) the first damage; schemas/channels registered on the way."""
-        from mcap.records import Channel, Schema
-        from mcap.stream_reader import StreamReader
+        from mcap.records import Channel, Chunk, Schema
+        from mcap.stream_reader import StreamReader, breakup_chunk
 
         schemas: dict[int, Any] = {}
         with open(self.path, "rb") as f:
-            reader = StreamReader(f, validate_crcs=True)
-            it = iter(reader.records)
+            # chunks are broken up here so that each chunk's CRC is checked (when the writer stored one)
+            # without the running CRC over the whole file that validate_crcs=True would add
+            it = iter(StreamReader(f, emit_chunks=True).records)
+            pending: list[Any] = []
             while True:
                 try:
-                    rec = next(it)
+                    if not pending:
+                        rec = next(it)
+                        if isinstance(rec, Chunk):
+                            pending = breakup_chunk(rec, validate_crc=True)
+                            pending.reverse()
+                            continue
+                    else:
+                        rec = pending.pop()
                 except StopIteration:
                     return
                 except Exception as exc:  # noqa: BLE001 - truncation, bad CRC, bad compression, ...

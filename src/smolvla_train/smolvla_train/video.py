@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -42,16 +44,30 @@ def encoder_settings(codec: str, crf: int | None = None, gop: int | None = None,
 
 
 class VideoWriter:
-    """Encode RGB uint8 frames (H, W, 3) into ``path`` at ``fps``; frame n has pts n (time base 1/fps)."""
+    """Encode RGB uint8 frames (H, W, 3) into ``path`` at ``fps``; frame n has pts n (time base 1/fps).
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int, settings: dict, threads: int = 0):
+    With ``background=True`` (default) frames are encoded by a thread of their own (PyAV releases the GIL
+    while converting and encoding), so reading the bag and several cameras' encoders run in parallel; an
+    encoder error is raised by the next ``write()`` or by ``close()``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: int,
+        settings: dict,
+        threads: int = 0,
+        background: bool = True,
+    ):
         if width % 2 or height % 2:
             raise VideoError(f"yuv420p needs even image sizes, got {width}x{height}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.width, self.height, self.fps = width, height, fps
-        self.frames = 0
-        self.bytes = 0
+        self.frames = 0  # frames accepted by write()
+        self.bytes = 0  # bytes muxed so far (lags behind write() in background mode)
         options = {"g": str(settings["g"]), "crf": str(settings["crf"]), "preset": str(settings["preset"])}
         if settings["encoder"] == "libsvtav1" and threads:
             options["svtav1-params"] = f"lp={threads}"
@@ -66,6 +82,15 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = settings["pix_fmt"]
         self._stream.time_base = Fraction(1, fps)
+        self._error: BaseException | None = None
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(
+                target=self._run, name=f"encode-{self.path.parent.parent.name}", daemon=True
+            )
+            self._thread.start()
 
     def write(self, image: np.ndarray) -> None:
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
@@ -73,29 +98,61 @@ class VideoWriter:
                 f"{self.path.name}: frame {image.shape} {image.dtype}, "
                 f"expected ({self.height}, {self.width}, 3) uint8"
             )
+        if self._error is not None:
+            raise VideoError(f"{self.path}: encoder failed: {self._error}") from self._error
+        if self._queue is not None:
+            self._queue.put((self.frames, image))
+        else:
+            self._encode(self.frames, image)
+        self.frames += 1
+
+    def _encode(self, pts: int, image: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = self.frames
+        frame.pts = pts
         frame.time_base = Fraction(1, self.fps)
         self._mux(self._stream.encode(frame))
-        self.frames += 1
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain until the sentinel
+            try:
+                self._encode(*item)
+            except BaseException as exc:  # noqa: BLE001 - reported to the writing thread
+                self._error = exc
 
     def _mux(self, packets: list) -> None:
         for p in packets:
             self.bytes += p.size
             self._container.mux(p)
 
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     def close(self) -> None:
         if self._container is None:
             return
         try:
+            self._stop_thread()
+            if self._error is not None:
+                raise VideoError(f"{self.path}: encoder failed: {self._error}") from self._error
             self._mux(self._stream.encode(None))
         finally:
             self._container.close()
             self._container = None
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):  # best effort on an error path
+            self._stop_thread()
         if self._container is not None:
-            with contextlib.suppress(Exception):  # best effort on an error path
+            with contextlib.suppress(Exception):
                 self._container.close()
             self._container = None
 

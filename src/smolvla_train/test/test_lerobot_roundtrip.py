@@ -7,8 +7,8 @@
   and value (images within codec loss).
 * A dataset made here loads in lerobot 0.6.1 (``LeRobotDataset(repo_id, root=...)``, items with decoded
   video, a delta_timestamps action chunk): run in the reference venv when it exists (skipped otherwise), and
-  the committed record of such a run (``fixtures/lerobot_load_record.json``) is checked against what the
-  converter produces now. Regenerate the record with ``SMOLVLA_WRITE_LEROBOT_RECORD=1``.
+  the committed record of such a run (``fixtures/lerobot_dataset_load_record.json``) is checked against
+  what the converter produces now. Regenerate the record with ``SMOLVLA_WRITE_LEROBOT_RECORD=1``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from smolvla_train.lerobot_dataset import DatasetReader  # noqa: E402
 
 FIXTURE = HERE / "fixtures" / "lerobot_v30_tiny"
 EXPECTED = HERE / "fixtures" / "lerobot_v30_tiny_expected.npz"
-RECORD = HERE / "fixtures" / "lerobot_load_record.json"
+RECORD = HERE / "fixtures" / "lerobot_dataset_load_record.json"
 REPO = HERE.parents[2]
 REF_PYTHON = Path(os.environ.get("SMOLVLA_LEROBOT_PYTHON", "/tmp/lerobot_ref_venv/bin/python"))
 
