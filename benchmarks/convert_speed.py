@@ -2,10 +2,11 @@
 
 The bag is written from MuJoCo simulator frames by the test fixture
 ``src/smolvla_train/test/sim_bag_fixture.py`` (``/joint_states`` 60 Hz, ``/joint_commands`` 30 Hz,
-``/cameras/{top,wrist}/image_raw`` rgb8 30 Hz, recorder events; uncompressed MCAP, ~3.3 GB per minute), then converted with the defaults of each codec (AV1: libsvtav1
-crf 30 preset 12 g 2, lerobot's defaults; H.264: libx264 crf 23 veryfast g 2). Reported per codec: wall time,
-dataset frames/s, image frames encoded/s (2 per dataset frame), input MB/s, the real-time factor (bag seconds
-per wall second; goal >= 3) and the dataset size. Writes its section of docs/benchmarks.md.
+``/cameras/{top,wrist}/image_raw`` rgb8 30 Hz, recorder events; uncompressed MCAP, ~3.3 GB per minute),
+then converted with the defaults of each codec (AV1: libsvtav1 crf 30 preset 12 g 2, lerobot's defaults;
+H.264: libx264 crf 23 veryfast g 2). Reported per codec: wall time, dataset frames/s, image frames
+encoded/s (2 per dataset frame), input MB/s, the real-time factor (bag seconds per wall second; goal >= 3)
+and the dataset size. Writes its section of docs/benchmarks.md.
 
     python benchmarks/convert_speed.py                # 60 s bag, both codecs
     python benchmarks/convert_speed.py --seconds 10 --no-write    # quick look
