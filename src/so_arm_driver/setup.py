@@ -11,7 +11,7 @@ setup(
         ("share/" + PACKAGE, ["package.xml"]),
         (
             "share/" + PACKAGE + "/config",
-            ["../../config/camera_node.yaml", "../../config/so_arm_driver.yaml"],
+            ["../../config/camera_node.yaml", "../../config/so_arm_driver.yaml", "../../config/teleop.yaml"],
         ),
     ],
     include_package_data=True,
@@ -30,6 +30,7 @@ setup(
             "camera_node = so_arm_driver.nodes.camera_node:main",
             "so_arm_emulator = so_arm_driver.emulator:main",
             "so_arm_calibrate = so_arm_driver.calibrate_cli:main",
+            "teleop = so_arm_driver.nodes.teleop_node:main",
         ],
     },
 )

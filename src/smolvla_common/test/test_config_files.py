@@ -20,6 +20,7 @@ TABLES = {
     "sim_node.yaml": "smolvla_sim.nodes.sim_node:PARAMETERS",
     "so_arm_driver.yaml": "so_arm_driver.nodes.driver_node:PARAMETERS",
     "camera_node.yaml": "so_arm_driver.nodes.camera_node:PARAMETERS",
+    "teleop.yaml": "so_arm_driver.nodes.teleop_node:PARAMETERS",
 }
 #: YAML files in config/ that are not node parameter files.
 NOT_PARAMETER_FILES: set[str] = set()

@@ -1,4 +1,5 @@
-"""``so_arm_calibrate``: record a lerobot-compatible calibration for an SO-100/SO-101 follower arm.
+"""``so_arm_calibrate``: record a lerobot-compatible calibration for an SO-100/SO-101 follower (or, with
+``--leader``, leader) arm.
 
 Steps (as lerobot, plus a fix for the 0/4095 seam):
 
@@ -221,7 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="so_arm_calibrate", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", required=True, help="serial device of the Feetech bus")
     p.add_argument("--robot", choices=("so100", "so101"), default="so101")
-    p.add_argument("--robot-id", default="follower", help="lerobot robot id (names the calibration file)")
+    p.add_argument(
+        "--robot-id",
+        default=None,
+        help="lerobot robot (or teleoperator) id naming the calibration file (default: follower, or leader)",
+    )
+    p.add_argument(
+        "--leader",
+        action="store_true",
+        help="calibrate a leader arm: the file goes to lerobot's teleoperators/so_leader/<id>.json "
+        "(same procedure and format; the torque stays off)",
+    )
     p.add_argument("--output", help="calibration file (default: lerobot's location for --robot-id)")
     p.add_argument("--baudrate", type=int, default=1_000_000)
     p.add_argument("--yes", action="store_true", help="no prompts: the sweep lasts --sweep-seconds")
@@ -236,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.yes and args.sweep_seconds <= 0:
         print("--yes needs --sweep-seconds", file=sys.stderr)
         return 2
-    output = Path(args.output) if args.output else calib.default_calibration_path(args.robot_id)
+    robot_id = args.robot_id or ("leader" if args.leader else "follower")
+    default_path = (
+        calib.default_leader_calibration_path(robot_id)
+        if args.leader
+        else calib.default_calibration_path(robot_id)
+    )
+    output = Path(args.output) if args.output else default_path
     motors = dict(MOTOR_IDS)
     if args.yes:
 

@@ -32,6 +32,7 @@ TICKS_PER_TURN = ct.MAX_RAW  # lerobot scales by 4095 (not 4096) in degrees mode
 RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_TURN
 DEG_PER_TICK = 360.0 / TICKS_PER_TURN
 ROBOT_DIR = "so_follower"
+LEADER_DIR = "so_leader"  # lerobot 0.6: teleoperators/so_leader/<id>.json
 #: Largest homing offset magnitude (11 bits + sign bit 11).
 MAX_HOMING_OFFSET = 2047
 
@@ -128,6 +129,12 @@ def default_calibration_dir() -> Path:
 
 def default_calibration_path(robot_id: str, robot_dir: str = ROBOT_DIR) -> Path:
     return default_calibration_dir() / "robots" / robot_dir / f"{robot_id}.json"
+
+
+def default_leader_calibration_path(leader_id: str, leader_dir: str = LEADER_DIR) -> Path:
+    """Where lerobot keeps a leader arm's calibration: ``<root>/teleoperators/so_leader/<leader_id>.json``
+    (same file format as the follower's)."""
+    return default_calibration_dir() / "teleoperators" / leader_dir / f"{leader_id}.json"
 
 
 class CalibrationError(ValueError):

@@ -59,6 +59,10 @@ class DriverConfig:
     write_calibration: bool = True  # write the file's homing offset / limits into servos that differ
     torque_on_connect: bool = True
     effort_per_load: float = STS3215_MAX_TORQUE_NM / 1000.0
+    #: A leader arm (moved by hand): torque is never enabled, nothing is written but the configuration a
+    #: leader needs (lerobot's SO leader: torque off, return delay, acceleration, position mode, phase, the
+    #: calibration's homing offset and limits), commands are refused.
+    leader: bool = False
 
 
 @dataclass
@@ -180,7 +184,7 @@ class ArmDriver:
             self.last_sample = sample
             self._reset_goals(sample.position)
             self.state = DriverState.OK
-        if self.config.torque_on_connect:
+        if self.config.torque_on_connect and not self.config.leader:
             ok, msg = self.set_torque(True)
             if not ok:
                 raise DriverStartupError(msg)
@@ -190,23 +194,23 @@ class ArmDriver:
         for name, cal in zip(self.config.joint_names, self.cals):
             i = cal.id
             w = self.bus.write
-            for reg, value in (
+            registers = [
                 ("Torque_Enable", 0),
                 ("Lock", 0),
                 ("Return_Delay_Time", 0),
                 ("Maximum_Acceleration", 254),
                 ("Acceleration", 254),
                 ("Operating_Mode", 0),
-                ("P_Coefficient", 16),
-                ("I_Coefficient", 0),
-                ("D_Coefficient", 32),
-            ):
+            ]
+            if not self.config.leader:  # the follower's position loop and gripper protection
+                registers += [("P_Coefficient", 16), ("I_Coefficient", 0), ("D_Coefficient", 32)]
+            for reg, value in registers:
                 if (e := w(i, reg, value)) is not None:
                     errors.append(e)
             phase, e = self.bus.read(i, "Phase")
             if e is not None or phase & 0x10 and (e := w(i, "Phase", phase & ~0x10)) is not None:
                 errors.append(e)
-            if name == self.config.gripper_joint:
+            if name == self.config.gripper_joint and not self.config.leader:
                 for reg, value in (
                     ("Max_Torque_Limit", 500),
                     ("Protection_Current", 250),
@@ -278,6 +282,8 @@ class ArmDriver:
     def command(self, cmd: Command, now: float | None = None, clock_now: float | None = None) -> str | None:
         """A ``/joint_commands`` message (see :mod:`so_arm_description.command_following`) received at ``now``
         (monotonic); ``clock_now`` = the node's ROS clock (s) then. Returns a rejection reason or None."""
+        if self.config.leader:
+            return self.follower.reject("a leader arm takes no commands")
         now = time.monotonic() if now is None else now
         return self.follower.command(cmd, now, clock_now)
 
@@ -285,6 +291,8 @@ class ArmDriver:
         self, names: Sequence[str], positions: Sequence[float], now: float | None = None
     ) -> str | None:
         """A streamed target for some joints (rad). Returns a rejection reason, or None if accepted."""
+        if self.config.leader:
+            return self.follower.reject("a leader arm takes no commands")
         now = time.monotonic() if now is None else now
         return self.follower.set_target(names, positions, now)
 
@@ -297,6 +305,8 @@ class ArmDriver:
     ) -> str | None:
         """Follow ``points`` = [(time_from_start s, positions rad)], starting at ``start`` (monotonic); one
         point is a streamed target (as on ``/joint_commands``)."""
+        if self.config.leader:
+            return self.follower.reject("a leader arm takes no commands")
         now = time.monotonic() if now is None else now
         if len(points) == 1:
             return self.follower.command(Command(list(names), [(p[0], list(p[1])) for p in points]), now)
@@ -383,6 +393,8 @@ class ArmDriver:
     def set_torque(self, enable: bool) -> tuple[bool, str]:
         """Torque on (goals first set to the present pose, no jump) or off. Returns (success, message)."""
         with self._lock:
+            if enable and self.config.leader:
+                return False, "torque on refused: this is a leader arm (moved by hand, torque stays off)"
             if enable:
                 sample = self._read_sample()
                 if isinstance(sample, list):

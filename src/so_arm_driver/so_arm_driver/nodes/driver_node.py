@@ -4,7 +4,9 @@ Publishes ``/joint_states`` (capture stamps), ``/diagnostics`` and ``/robot_desc
 calibrated joint limits, transient local); subscribes ``/joint_commands``
 (trajectory_msgs/JointTrajectory: one point = a streamed target, several points = a trajectory followed by
 ``time_from_start``); serves ``~/set_torque`` (std_srvs/SetBool). ``port:=emulated`` starts a servo-bus
-emulator process so the stack can be tried without an arm. Parameters and defaults:
+emulator process so the stack can be tried without an arm. ``leader:=true`` runs a leader arm for
+teleoperation instead: read only (torque never enabled), ``leader/joint_states``, lerobot's leader
+calibration file, no commands and no ``/robot_description``. Parameters and defaults:
 ``config/so_arm_driver.yaml``.
 """
 
@@ -152,6 +154,15 @@ PARAMETERS = ParameterTable(
             check=_joint_names,
         ),
         Param(
+            "leader",
+            False,
+            "Leader arm (moved by hand, for teleoperation): torque never enabled, nothing written but the "
+            "configuration a leader needs; joint states on leader/joint_states; calibration from lerobot's "
+            "teleoperators/so_leader/<robot_id>.json; no /joint_commands, no /robot_description.",
+            "bool",
+            read_only=True,
+        ),
+        Param(
             "diagnostics_period",
             1.0,
             "/diagnostics period [s] (also published at once on a state change).",
@@ -183,6 +194,7 @@ class DriverNodeConfig:
     read_load: bool
     read_temperature: bool
     joint_names: list[str]
+    leader: bool
     diagnostics_period: float
 
 
@@ -203,7 +215,9 @@ class DriverNode(Node):
         self._cycle_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._io_group = MutuallyExclusiveCallbackGroup()
-        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.joint_pub = self.create_publisher(
+            JointState, "leader/joint_states" if self.cfg.leader else "joint_states", 10
+        )
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.timer = None
         self.diag_timer = None
@@ -214,7 +228,11 @@ class DriverNode(Node):
         path = (
             Path(self.cfg.calibration_file).expanduser()
             if self.cfg.calibration_file
-            else (calib.default_calibration_path(self.cfg.robot_id))
+            else (
+                calib.default_leader_calibration_path(self.cfg.robot_id)
+                if self.cfg.leader
+                else calib.default_calibration_path(self.cfg.robot_id)
+            )
         )
         if path.exists() or self.cfg.port != EMULATED:
             cal = calib.load(path)
@@ -264,17 +282,23 @@ class DriverNode(Node):
         bus = FeetechBus(port, baudrate=self.cfg.baudrate, retries=self.cfg.read_retries)
         self.driver = ArmDriver(bus, cal, self._driver_config(), logger=self.get_logger())
         self.driver.connect()
-        # the calibrated limits the driver clamps to, for every other node (queue, policy units, rviz, bags)
-        limits = dict(zip(JOINT_NAMES, self.driver.limits))
-        self.description_pub = robot_description.publish(self, build_urdf(self.cfg.robot, limits))
-        self.get_logger().info(
-            f"connected to {self.cfg.robot} on {port}: {len(JOINT_NAMES)} servos, {self.cfg.rate:g} Hz, "
-            f"max_step {self.cfg.max_step:g} rad"
-        )
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(
-            JointTrajectory, "joint_commands", self._on_command, qos, callback_group=self._io_group
-        )
+        if self.cfg.leader:
+            self.get_logger().info(
+                f"connected to the {self.cfg.robot} leader arm on {port}: {len(JOINT_NAMES)} servos, "
+                f"{self.cfg.rate:g} Hz, torque off (read only)"
+            )
+        else:
+            # the calibrated limits the driver clamps to, for every node (queue, policy units, rviz, bags)
+            limits = dict(zip(JOINT_NAMES, self.driver.limits))
+            self.description_pub = robot_description.publish(self, build_urdf(self.cfg.robot, limits))
+            self.get_logger().info(
+                f"connected to {self.cfg.robot} on {port}: {len(JOINT_NAMES)} servos, {self.cfg.rate:g} Hz, "
+                f"max_step {self.cfg.max_step:g} rad"
+            )
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(
+                JointTrajectory, "joint_commands", self._on_command, qos, callback_group=self._io_group
+            )
         self.create_service(SetBool, "~/set_torque", self._on_set_torque, callback_group=self._service_group)
         self.timer = self.create_timer(1.0 / self.cfg.rate, self._on_cycle, callback_group=self._cycle_group)
         self.diag_timer = self.create_timer(
@@ -293,6 +317,7 @@ class DriverNode(Node):
             read_load=self.cfg.read_load,
             read_temperature=self.cfg.read_temperature,
             disable_torque_on_exit=self.cfg.disable_torque_on_exit,
+            leader=self.cfg.leader,
         )
 
     # -- parameters -----------------------------------------------------------------------------------------
