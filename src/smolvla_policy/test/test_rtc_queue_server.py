@@ -215,3 +215,26 @@ def test_smolvla_backend_applies_rtc_like_the_model_api(backend):
         np.abs(guided[head] - prefix_rad[head][:, order]).mean()
         < np.abs(plain[head] - prefix_rad[head][:, order]).mean()
     )
+
+
+def test_prefix_markers_show_the_previous_chunk_and_its_guiding_part_in_orange():
+    from smolvla_policy.server.builders import build_chunk_markers, build_prefix_markers
+    from so_arm_description.robot_spec import JOINT_NAMES
+
+    def fk(q, robot="so101"):
+        return np.stack([q[:, 0], q[:, 1], q[:, 2]], axis=1)
+
+    prefix = np.arange(24.0).reshape(4, 6) / 10.0
+    names = list(reversed(JOINT_NAMES))  # the request's order: columns are reordered for the kinematics
+    markers = build_prefix_markers(prefix, names, fk, guided=2, frame_id="base_link", stamp=(1, 2),
+                                   lifetime_s=1.5)  # fmt: skip
+    assert [(m.ns, m.id, len(m.points)) for m in markers] == [
+        ("smolvla_rtc_prefix", 0, 4),
+        ("smolvla_rtc_prefix", 1, 2),
+    ]
+    first = markers[0].points[0]
+    assert (first.x, first.y, first.z) == pytest.approx((0.5, 0.4, 0.3))  # shoulder_pan is the last column
+    assert (markers[0].lifetime.sec, markers[0].lifetime.nanosec) == (1, 500000000)
+    chunk_colour = build_chunk_markers(prefix, names, fk, frame_id="base_link", stamp=(1, 2)).markers[0].color
+    assert (markers[0].color.r, markers[0].color.g) != (chunk_colour.r, chunk_colour.g)  # another colour
+    assert build_prefix_markers(prefix[:, :5], names[:5], fk, guided=2, frame_id="b", stamp=(0, 0)) == []

@@ -196,6 +196,12 @@ def test_policy_server_applies_rtc_when_the_goal_asks(server_and_client: Any) ->
     }
     guided, fb = _chunk(client, obs, **fields)
     assert [(f.rtc_prefix_length, f.rtc_inference_delay) for f in fb] == [(15, 5)] * NUM_STEPS
+    # rviz: the previous chunk (RTC prefix) and its guiding part beside the new chunk, in another colour
+    assert wait_for(
+        lambda: any(m.ns == "smolvla_rtc_prefix" for a in client.markers for m in a.markers), 10.0
+    )
+    prefix_markers = [m for a in client.markers for m in a.markers if m.ns == "smolvla_rtc_prefix"]
+    assert sorted((m.id, len(m.points)) for m in prefix_markers[-2:]) == [(0, 25), (1, 15)]
     head = slice(0, 5)
     assert np.abs(guided[head] - prefix[head]).mean() < 0.5 * np.abs(plain[head] - prefix[head]).mean()
     assert np.abs(guided[30:] - plain[30:]).max() < np.abs(guided[head] - plain[head]).max()

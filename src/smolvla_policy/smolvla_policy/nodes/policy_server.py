@@ -36,7 +36,12 @@ from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
 from smolvla_policy.backend import BadRequest
 from smolvla_policy.server.backends import RobotModel, make_backend
-from smolvla_policy.server.builders import build_action_chunk, build_chunk_markers, load_forward_kinematics
+from smolvla_policy.server.builders import (
+    build_action_chunk,
+    build_chunk_markers,
+    build_prefix_markers,
+    load_forward_kinematics,
+)
 from smolvla_policy.server.config import PARAMETERS, SPECS, ServerConfig, validate_parameter
 from smolvla_policy.server.conversion import RequestLimits, observation_to_request
 from smolvla_policy.server.rtc import guided_prefix_length, rtc_from_goal
@@ -304,10 +309,12 @@ class PolicyServerNode(Node):
         )
         self.chunk_pub.publish(msg)
         if cfg.publish_markers and self.marker_pub.get_subscription_count() > 0:
-            self._publish_markers(outcome, req.joint_names, stamp)
+            self._publish_markers(outcome, req.joint_names, stamp, req.rtc)
         return msg
 
-    def _publish_markers(self, outcome: Outcome, joint_names: list[str], stamp: tuple[int, int]) -> None:
+    def _publish_markers(
+        self, outcome: Outcome, joint_names: list[str], stamp: tuple[int, int], rtc: Any = None
+    ) -> None:
         if not self._fk_checked:
             self._fk_checked = True
             self._fk, reason = load_forward_kinematics()
@@ -324,6 +331,19 @@ class PolicyServerNode(Node):
                 stamp=stamp,
                 robot=self._robot_model.robot,
             )
+            if markers is not None and rtc is not None and getattr(self.scheduler.backend, "supports_rtc", False):
+                markers.markers.extend(  # the previous chunk (RTC prefix) in another colour
+                    build_prefix_markers(
+                        rtc.prefix,
+                        joint_names,
+                        self._fk,
+                        guided=guided_prefix_length(rtc),
+                        frame_id=self.config.base_frame,
+                        stamp=stamp,
+                        robot=self._robot_model.robot,
+                        lifetime_s=len(rtc.prefix) / max(self.config.fps, 1e-3),
+                    )
+                )
         except Exception as exc:
             self.get_logger().warning(
                 f"chunk markers failed: {type(exc).__name__}: {exc}", throttle_duration_sec=10.0

@@ -117,6 +117,55 @@ def build_chunk_markers(
     return MarkerArray(markers=[line, spheres])
 
 
+def build_prefix_markers(
+    prefix: np.ndarray,
+    joint_names: Sequence[str],
+    fk: ForwardKinematics,
+    *,
+    guided: int,
+    frame_id: str,
+    stamp: tuple[int, int],
+    robot: str = "so101",
+    ns: str = "smolvla_rtc_prefix",
+    lifetime_s: float = 0.0,
+) -> list[Any]:
+    """Real-time chunking in rviz: the previous chunk's actions still to execute (the RTC prefix) as an orange
+    LINE_STRIP (id 0) and its first ``guided`` actions, those guiding the new chunk, as orange spheres (id 1);
+    the new chunk keeps :func:`build_chunk_markers`' green-to-blue colours. Empty when a joint is missing."""
+    from builtin_interfaces.msg import Duration, Time
+    from geometry_msgs.msg import Point
+    from std_msgs.msg import ColorRGBA
+    from visualization_msgs.msg import Marker
+
+    q = chunk_to_arm_order(prefix, joint_names)
+    if q is None or q.shape[0] == 0:
+        return []
+    xyz = np.asarray(fk(q, robot=robot), dtype=np.float64)
+    if xyz.shape != (q.shape[0], 3) or not np.isfinite(xyz).all():
+        raise ValueError(f"forward kinematics returned shape {xyz.shape}, expected ({q.shape[0]}, 3)")
+    points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in xyz]
+    orange = ColorRGBA(r=1.0, g=0.55, b=0.0, a=0.9)
+    sec = math.floor(max(0.0, lifetime_s))
+    life = Duration(sec=int(sec), nanosec=int((max(0.0, lifetime_s) - sec) * 1e9))
+
+    def marker(mid: int, mtype: int, scale: float, pts: list[Any]) -> Any:
+        m = Marker()
+        m.header.stamp = Time(sec=int(stamp[0]), nanosec=int(stamp[1]))
+        m.header.frame_id = frame_id
+        m.ns, m.id, m.type, m.action = ns, mid, mtype, Marker.ADD
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = m.scale.z = scale
+        m.points = pts
+        m.color = orange
+        m.lifetime = life
+        return m
+
+    out = [marker(0, Marker.LINE_STRIP, 0.003, points)]
+    if guided > 0:
+        out.append(marker(1, Marker.SPHERE_LIST, 0.016, points[: int(guided)]))
+    return out
+
+
 def load_forward_kinematics() -> tuple[ForwardKinematics | None, str]:
     """``so_arm_description.kinematics.forward_kinematics`` if available, else (None, reason)."""
     try:
