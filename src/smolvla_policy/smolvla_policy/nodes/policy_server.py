@@ -331,7 +331,11 @@ class PolicyServerNode(Node):
                 stamp=stamp,
                 robot=self._robot_model.robot,
             )
-            if markers is not None and rtc is not None and getattr(self.scheduler.backend, "supports_rtc", False):
+            if (
+                markers is not None
+                and rtc is not None
+                and getattr(self.scheduler.backend, "supports_rtc", False)
+            ):
                 markers.markers.extend(  # the previous chunk (RTC prefix) in another colour
                     build_prefix_markers(
                         rtc.prefix,
