@@ -8,8 +8,13 @@ shared memory only).
 
 from launch import LaunchDescription
 
-from smolvla_policy.launch_common import dds_profile, policy_arguments, policy_server_node
+from smolvla_policy.launch_common import (
+    dds_profile,
+    launch_description,
+    policy_arguments,
+    policy_server_node,
+)
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription([*policy_arguments(), *dds_profile(), policy_server_node()])
+    return launch_description([*policy_arguments(), *dds_profile(), policy_server_node()])

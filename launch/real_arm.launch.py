@@ -13,20 +13,22 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from smolvla_policy.launch_common import (
     action_queue_node,
     config_file,
     dds_profile,
+    launch_description,
+    node,
+    number,
     policy_arguments,
     policy_server_node,
     rviz,
+    string,
 )
 
 
 def generate_launch_description() -> LaunchDescription:
-    arg = LaunchConfiguration
     args = [
         *policy_arguments(),
         DeclareLaunchArgument(
@@ -50,26 +52,28 @@ def generate_launch_description() -> LaunchDescription:
             description="start the policy server here (false: it runs elsewhere)",
         ),
     ]
-    driver = Node(
-        package="so_arm_driver",
-        executable="so_arm_driver",
-        name="so_arm_driver",
-        parameters=[
+    # every parameter typed explicitly (launch would read robot_id:=007 as an int: issue 18)
+    driver = node(
+        "so_arm_driver",
+        "so_arm_driver",
+        "so_arm_driver",
+        [
             config_file("so_arm_driver.yaml"),
-            {"port": arg("port"), "robot": arg("robot"), "robot_id": arg("robot_id")},
+            {"port": string("port"), "robot": string("robot"), "robot_id": string("robot_id")},
         ],
     )
     cameras = [
-        Node(
-            package="so_arm_driver",
-            executable="camera_node",
-            name=f"camera_{name}",
-            parameters=[
+        node(
+            "so_arm_driver",
+            "camera_node",
+            f"camera_{name}",
+            [
                 config_file("camera_node.yaml"),
-                {"name": name, "source": arg(f"{name}_camera"), "fps": arg("camera_fps")},
+                {"name": name, "source": string(f"{name}_camera"), "fps": number("camera_fps")},
             ],
         )
         for name in ("top", "wrist")
     ]
-    server = policy_server_node(condition=IfCondition(arg("policy_server")))
-    return LaunchDescription([*args, *dds_profile(), driver, *cameras, server, action_queue_node(), *rviz()])
+    server = policy_server_node(condition=IfCondition(LaunchConfiguration("policy_server")))
+    # launch_description() checks every node before the first one starts (issue 18)
+    return launch_description([*args, *dds_profile(), *rviz(), driver, *cameras, server, action_queue_node()])

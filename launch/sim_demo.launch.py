@@ -11,21 +11,24 @@ With ``backend:=smolvla`` the server loads a lerobot SmolVLA checkpoint (local d
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from smolvla_policy.launch_common import (
     action_queue_node,
+    boolean,
     config_file,
     dds_profile,
+    integer,
+    launch_description,
+    node,
+    number,
     policy_arguments,
     policy_server_node,
     rviz,
+    string,
 )
 
 
 def generate_launch_description() -> LaunchDescription:
-    arg = LaunchConfiguration
     args = [
         *policy_arguments(
             backend="smolvla_sim.expert_backend:make_backend",
@@ -46,23 +49,25 @@ def generate_launch_description() -> LaunchDescription:
             "image_size", default_value="256", description="camera width and height in pixels"
         ),
     ]
-    sim = Node(
-        package="smolvla_sim",
-        executable="sim_node",
-        name="sim_node",
-        parameters=[
+    # every parameter typed explicitly (launch would read a bare argument as YAML: issue 18)
+    sim = node(
+        "smolvla_sim",
+        "sim_node",
+        "sim_node",
+        [
             config_file("sim_node.yaml"),
             {
-                "robot": arg("robot"),
-                "seed": arg("seed"),
-                "real_time_factor": arg("real_time_factor"),
-                "publish_clock": arg("use_sim_time"),
-                "image_width": arg("image_size"),
-                "image_height": arg("image_size"),
+                "robot": string("robot"),
+                "seed": integer("seed"),
+                "real_time_factor": number("real_time_factor"),
+                "publish_clock": boolean("use_sim_time"),
+                "image_width": integer("image_size"),
+                "image_height": integer("image_size"),
             },
         ],
     )
-    sim_time = {"use_sim_time": arg("use_sim_time")}
-    return LaunchDescription(
-        [*args, *dds_profile(), sim, policy_server_node(sim_time), action_queue_node(sim_time), *rviz()]
+    sim_time = {"use_sim_time": boolean("use_sim_time")}
+    # rviz2 first among the nodes: launch_description() checks every node before the first one starts
+    return launch_description(
+        [*args, *dds_profile(), *rviz(), sim, policy_server_node(sim_time), action_queue_node(sim_time)]
     )
