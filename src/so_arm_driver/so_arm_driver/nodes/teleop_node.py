@@ -155,7 +155,7 @@ class TeleopNode(Node):
         except Exception as exc:  # noqa: BLE001
             reason = f"malformed leader state: {exc!r}"
         if reason:
-            self._warn("leader", reason)
+            self._warn(reason.split(":")[0], reason)  # throttled per kind of refusal
 
     def _maybe_autostart(self) -> None:
         if self.cfg.autostart and not self.core.running and self.core.limits and self.core.follower:
