@@ -20,6 +20,10 @@ from collections.abc import Callable
 # name -> ("module:function", help). Keep sorted by name; one line per subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bag2lerobot": ("smolvla_train.bag2lerobot:main", "convert rosbag2 bags into a LeRobot v3.0 dataset"),
+    "evaluate": (
+        "smolvla_train.evaluate:main",
+        "action MSE per joint of a checkpoint on held-out episodes of a LeRobot v3 dataset",
+    ),
     "finetune": (
         "smolvla_train.finetune:main",
         "train SmolVLA on a LeRobot v3 dataset (lerobot-layout, resumable checkpoints)",
