@@ -466,9 +466,17 @@ class Trainer:
             num_workers=s.num_workers,
             collate_fn=collate,
             persistent_workers=s.num_workers > 0,
+            worker_init_fn=_worker_init,
             prefetch_factor=2 if s.num_workers > 0 else None,
         )
         it = iter(loader)
+        if self.start_step == 0 and self.val_ds is not None:  # the baseline of the validation curve
+            val0 = self.validate()
+            rows.append(
+                {"step": 0, "epoch": "0.0000", "samples": 0, "val_loss": f"{val0:.6g}", "elapsed_s": "0.00"}
+            )
+            if self.main:
+                write_csv(csv_path, rows)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -571,6 +579,11 @@ class Trainer:
             "final_loss": rows[-1]["loss"] if rows else None,
             "final_val_loss": last_val,
         }
+
+
+def _worker_init(_: int) -> None:
+    """One intra-op thread per data-loader worker (the training process keeps the cores)."""
+    torch.set_num_threads(1)
 
 
 class _null:
