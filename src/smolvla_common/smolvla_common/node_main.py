@@ -12,7 +12,8 @@ installed):
   abandoned; ``node.shutdown()`` still runs if the node exists);
 - while spinning, the first signal asks the spin loop to stop (callbacks finish; the context stays valid);
 - every further signal is ignored: the shutdown (``node.shutdown()``: torque off, camera thread joined, ...;
-  ``destroy_node``; ``rclpy.try_shutdown``) always runs to its end.
+  ``destroy_node``; ``rclpy.try_shutdown``) always runs to its end, and after it SIGINT/SIGTERM stay
+  ignored until the process has exited (``run_node`` is the end of a node process's ``main()``).
 
 A start-up error of the node (bad configuration, missing hardware, :class:`ParameterError`) is printed with
 the node's name and gives exit code 1. ``node.shutdown()`` returning ``False`` (e.g. torque off failed) also
@@ -136,4 +137,8 @@ def run_node(
         rclpy.try_shutdown()
         if signals.requested:
             print(f"[{name}] stopped by {signals.describe()}", flush=True)
+        # the process ends: ignore late signals at the OS level too (Python's finalization resets signals that
+        # have a Python handler to their default, so a late SIGINT would still kill it with -2; SIG_IGN stays)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
     return code
