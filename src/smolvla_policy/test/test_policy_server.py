@@ -89,7 +89,8 @@ def reference_chunk(checkpoint: Path, obs_images: dict, positions: list, task: s
     lo, hi = -0.17453, 1.74533  # SO-101 gripper range -> 0..100
     state = np.concatenate([deg, [(positions[5] - lo) / (hi - lo) * 100.0]])
     out = policy.predict_chunk(feats, state, task, seed=SEED).astype(np.float64)
-    return np.concatenate([np.radians(out[:, :5]), (out[:, 5:] / 100.0) * (hi - lo) + lo], axis=1)
+    grip = np.clip(out[:, 5:], 0.0, 100.0)  # lerobot clamps RANGE_0_100 to 0..100 before writing it
+    return np.concatenate([np.radians(out[:, :5]), (grip / 100.0) * (hi - lo) + lo], axis=1)
 
 
 def test_good_goal_yields_a_chunk_in_request_order_and_radians(
