@@ -137,7 +137,7 @@ def test_package_xml_run_dependencies_match_the_imports(pkg: str) -> None:
 
 
 #: known offenders, to be moved out of the installed package (strict: the mark must go when it is fixed)
-TOOLS_IMPORT_KNOWN = {"smolvla_train": "smolvla_train/recording/sim_record.py imports tools/ros_harness"}
+TOOLS_IMPORT_KNOWN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -308,28 +308,13 @@ class SimTeleop:
         self.node.destroy_node()
 
 
-def _tools_on_path() -> None:
-    try:
-        import ros_harness  # noqa: F401
-    except ImportError as exc:
-        # workspace checkout (symlink install): <repo>/src/smolvla_train/smolvla_train/recording/sim_record.py
-        repo = Path(__file__).resolve().parents[4]
-        if (repo / "tools" / "ros_harness.py").is_file():
-            sys.path.insert(0, str(repo / "tools"))
-        else:
-            raise RuntimeError(
-                "tools/ros_harness.py not found: run from the workspace (source scripts/env.sh)"
-            ) from exc
-
-
 def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
     """Record ``cfg.episodes`` expert episodes; returns one record per episode (also on partial failure)."""
-    _tools_on_path()
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    import ros_harness
     from smolvla_sim.tasks import DEFAULT_TASK_TEXT
+    from smolvla_train.recording.processes import RosProcess, apply_ros_environment
 
     if cfg.episodes < 1:
         raise ValueError("episodes must be >= 1")
@@ -338,14 +323,14 @@ def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
     task_text = cfg.task_text or DEFAULT_TASK_TEXT[cfg.task]
     out_dir = Path(cfg.out_dir).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    ros_harness.apply_ros_environment(cfg.domain_id)
+    env = apply_ros_environment(cfg.domain_id)
     log_dir = Path(cfg.log_dir) if cfg.log_dir else out_dir / ".logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     cameras = ["top", "wrist"] if cfg.camera_rate > 0 else []
-    sim = ros_harness.NodeProcess(
+    sim = RosProcess(
         "smolvla_sim",
         "sim_node",
-        parameters={
+        {
             "robot": cfg.robot,
             "task": cfg.task,
             "seed": cfg.seed0,
@@ -356,19 +341,21 @@ def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
             "image_width": cfg.image_width,
             "image_height": cfg.image_height,
         },
-        log_path=log_dir / "sim_node.log",
+        log_dir / "sim_node.log",
+        env,
     )
-    recorder = ros_harness.NodeProcess(
+    recorder = RosProcess(
         "smolvla_train",
         "episode_recorder",
-        parameters={
+        {
             "out_dir": str(out_dir),
             "storage": cfg.storage,
             "compression": cfg.compression,
             "robot": cfg.robot,
             "use_sim_time": True,
         },
-        log_path=log_dir / "episode_recorder.log",
+        log_dir / "episode_recorder.log",
+        env,
     )
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
