@@ -16,22 +16,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from visualization_msgs.msg import MarkerArray
 
 from smolvla_common import robot_description
+from smolvla_common.node_parameters import NodeParameters
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
 from smolvla_policy.backend import BadRequest
@@ -42,7 +42,7 @@ from smolvla_policy.server.builders import (
     build_prefix_markers,
     load_forward_kinematics,
 )
-from smolvla_policy.server.config import PARAMETERS, SPECS, ServerConfig, validate_parameter
+from smolvla_policy.server.config import SPECS, TABLE, ServerConfig
 from smolvla_policy.server.conversion import RequestLimits, observation_to_request
 from smolvla_policy.server.rtc import guided_prefix_length, rtc_from_goal
 from smolvla_policy.server.scheduler import ABORTED, CANCELLED, SUCCEEDED, GoalScheduler, Job, Outcome
@@ -52,29 +52,19 @@ try:  # rclpy raises this when the context goes away under a running executor
 except ImportError:  # pragma: no cover
     RCLError = RuntimeError  # type: ignore[misc,assignment]
 
-_TYPES = {
-    "string": Parameter.Type.STRING,
-    "string_array": Parameter.Type.STRING_ARRAY,
-    "int": Parameter.Type.INTEGER,
-    "double": Parameter.Type.DOUBLE,
-    "bool": Parameter.Type.BOOL,
-}
-
 
 class PolicyServerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy_server", **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(
-                spec.name, spec.default if spec.default != [] else _TYPES[spec.kind], _descriptor(spec)
-            )
+        # declared once in smolvla_policy.server.config (shared scheme): integers accepted for doubles, a bad
+        # value is a named error (exit code 2, no traceback), run-time changes applied after validation
         try:
-            self.config = ServerConfig.from_values(self._values())
-        except ValueError as exc:
+            self.params = NodeParameters(self, TABLE, on_change=self._apply_parameters)
+            self.config = ServerConfig.from_values(self.params.values)
+        except ValueError as exc:  # ParameterError included
             self.get_logger().fatal(f"invalid parameters: {exc}")
+            print(f"policy_server cannot start: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
 
         self._jobs: dict[bytes, Job] = {}
         self._jobs_lock = threading.Lock()
@@ -111,23 +101,10 @@ class PolicyServerNode(Node):
         self._loader.start()
 
     # ---- parameters ----------------------------------------------------------------------------------------
-    def _values(self) -> dict[str, Any]:
-        # An empty string array ([] in YAML, or no value) stays uninitialised: report it as None (= default).
-        return {
-            spec.name: self.get_parameter_or(spec.name, Parameter(spec.name)).value for spec in PARAMETERS
-        }
-
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name in SPECS and p.value is not None:
-                reason = validate_parameter(p.name, p.value)
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        self.config = ServerConfig.from_values(self._values())
-        names = {p.name for p in params}
+    def _apply_parameters(self, changes: dict[str, Any]) -> None:
+        """Validated run-time changes (post-set callback)."""
+        self.config = ServerConfig.from_values(self.params.values)
+        names = set(changes)
         if any(SPECS[n].reload for n in names if n in SPECS):
             self.get_logger().info(f"parameters {sorted(names)} changed: reloading the policy backend")
             self._reload.set()
@@ -374,22 +351,6 @@ class PolicyServerNode(Node):
 def _transition(method: Any) -> None:
     with contextlib.suppress(Exception):  # state already terminal, or the context is shutting down
         method()
-
-
-def _descriptor(spec: Any) -> ParameterDescriptor:
-    desc = ParameterDescriptor(
-        name=spec.name,
-        type=int(_TYPES[spec.kind]),
-        description=spec.description,
-        read_only=spec.name == "action_name",
-    )
-    if spec.kind == "int" and spec.low is not None:
-        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
-    elif spec.kind == "double" and spec.low is not None:
-        desc.floating_point_range = [
-            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
-        ]
-    return desc
 
 
 def main(args: list[str] | None = None) -> None:

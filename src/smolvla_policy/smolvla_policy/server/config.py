@@ -1,8 +1,10 @@
 """Parameters of the policy server: one table (name, default, description, range) and their validation.
 
-Plain Python (no rclpy): the node declares every entry of :data:`PARAMETERS` with a ``ParameterDescriptor``
-built from it, validates sets with :func:`validate_parameter` and builds a :class:`ServerConfig` from the
-values.
+Plain Python (no rclpy). The entries are :class:`smolvla_common.parameters.Param`s (the scheme every node
+uses): the node declares :data:`TABLE` through ``smolvla_common.node_parameters`` (descriptors with ranges,
+integers accepted for doubles, named errors), the checks of :func:`validate_parameter` run with it, and a
+:class:`ServerConfig` is built from the validated values. ``config/policy_server.yaml`` is checked against the
+table by a test.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from smolvla_common.parameters import Param, ParameterTable
 from smolvla_policy.server.rtc import RTC_SCHEDULES, RTCSettings
 
 BUILTIN_BACKENDS = ("smolvla", "replay", "scripted")
@@ -22,13 +25,9 @@ JOINT_UNIT_KINDS = ("degrees", "radians", "range_0_100")
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any  # for string arrays: a list (possibly empty)
-    description: str
-    kind: str  # "string" | "string_array" | "int" | "double" | "bool"
-    low: float | None = None
-    high: float | None = None
+class ParamSpec(Param):
+    """A parameter of the shared scheme (name, default, description, kind, low, high, ...) plus ``reload``."""
+
     #: True when a change needs a new backend (reloaded on a background thread).
     reload: bool = False
 
@@ -37,8 +36,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "action_name",
         "/smolvla/predict_chunk",
-        "Name of the PredictChunk action server (read at start).",
+        "Name of the PredictChunk action server.",
         "string",
+        read_only=True,
     ),
     ParamSpec(
         "backend",
@@ -185,6 +185,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+def _check_all(values: dict[str, Any]) -> str | None:
+    """The checks beyond kind and range (backend names, JSON, devices, pairs, ...) on the coerced values."""
+    for name, value in values.items():
+        if (reason := validate_parameter(name, value)) is not None:
+            return reason
+    return None
+
+
+#: The policy server's parameters in the shared scheme (declared by the node, checked against the YAML).
+TABLE = ParameterTable(
+    "policy_server", PARAMETERS, check=_check_all, source="smolvla_policy.server.config:TABLE"
+)
 
 
 @dataclass
