@@ -22,11 +22,12 @@ TABLES = {
     "camera_node.yaml": "so_arm_driver.nodes.camera_node:PARAMETERS",
     "teleop.yaml": "so_arm_driver.nodes.teleop_node:PARAMETERS",
     "policy_server.yaml": "smolvla_policy.server.config:TABLE",
+    "action_queue.yaml": "smolvla_policy.nodes.action_queue:PARAMETERS",
 }
 #: YAML files in config/ that are not node parameter files.
 NOT_PARAMETER_FILES: set[str] = set()
 #: Node parameter files whose node does not declare its parameters with smolvla_common.parameters yet.
-NOT_CONVERTED_YET = {"action_queue.yaml", "episode_recorder.yaml"}
+NOT_CONVERTED_YET = {"episode_recorder.yaml"}
 
 
 def _table(spec: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""config/action_queue.yaml lists every parameter of the action_queue node with its declared default, and the
-defaults form a valid queue configuration (no ROS graph needed)."""
+"""config/action_queue.yaml lists every parameter of the action_queue node with its declared default (checked
+with every node's file by smolvla_common/test/test_config_files.py), and the defaults form a valid queue
+configuration (no ROS graph needed)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,17 @@ import pytest
 import yaml
 
 from ros_harness import REPO_ROOT
-from smolvla_policy.queue import QueueConfig
 
 pytest.importorskip("rclpy")
-from smolvla_policy.nodes.action_queue import CORE_PARAMS, PARAMETERS  # noqa: E402
+from smolvla_policy.nodes.action_queue import PARAMETERS, _queue_config  # noqa: E402
 
 
 def test_yaml_defaults_equal_declared_defaults() -> None:
     data = yaml.safe_load((REPO_ROOT / "config" / "action_queue.yaml").read_text())
-    params = data["/**"]["ros__parameters"]
-    assert set(params) == set(PARAMETERS)
-    for name, (default, desc) in PARAMETERS.items():
-        assert desc.description, name
-        value = params[name]
-        if isinstance(default, float):
-            assert value == pytest.approx(default), name
-        else:
-            assert value == default, name
+    assert PARAMETERS.check_yaml(data) == []
+    assert all(p.description for p in PARAMETERS)
 
 
 def test_declared_defaults_are_a_valid_config() -> None:
-    kw = {n: PARAMETERS[n][0] for n in CORE_PARAMS}
-    cfg = QueueConfig(
-        **kw,  # type: ignore[arg-type]
-        lower_limits=tuple(PARAMETERS["joint_lower_limits"][0]),  # type: ignore[arg-type]
-        upper_limits=tuple(PARAMETERS["joint_upper_limits"][0]),  # type: ignore[arg-type]
-    )
-    cfg.validate(len(PARAMETERS["joint_names"][0]))  # type: ignore[arg-type]
+    cfg = _queue_config(PARAMETERS.defaults())
+    assert cfg.fps == 30.0 and len(cfg.lower_limits or ()) == len(PARAMETERS["joint_names"].default)

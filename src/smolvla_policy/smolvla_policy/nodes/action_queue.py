@@ -19,28 +19,18 @@ guards the core in case the node is spun by a multi-threaded executor.
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.action import ActionClient
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
@@ -49,6 +39,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla_common import robot_description
 from smolvla_common.node_main import run_node
+from smolvla_common.node_parameters import NodeParameters
+from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, ObservationRequest, QueueConfig
@@ -79,136 +71,168 @@ CORE_PARAMS = (
 WARN_PERIOD = 2.0  # seconds between repeated warnings of one kind
 
 
-def _frange(lo: float, hi: float) -> list[FloatingPointRange]:
-    return [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+def _queue_config(values: dict[str, object], lower: object = None, upper: object = None) -> QueueConfig:
+    """The core's configuration from validated parameter values (limits: the parameters' unless given)."""
+    kw: dict[str, object] = {n: values[n] for n in CORE_PARAMS}
+    kw["lower_limits"] = tuple(values["joint_lower_limits"] if lower is None else lower)  # type: ignore[call-overload]
+    kw["upper_limits"] = tuple(values["joint_upper_limits"] if upper is None else upper)  # type: ignore[call-overload]
+    cfg = QueueConfig(**kw)  # type: ignore[arg-type]
+    cfg.validate(len(values["joint_names"]))  # type: ignore[arg-type]
+    return cfg
 
 
-def _desc(
-    text: str,
-    ptype: int,
-    *,
-    frange: tuple[float, float] | None = None,
-    irange: tuple[int, int] | None = None,
-    read_only: bool = False,
-    constraints: str = "",
-) -> ParameterDescriptor:
-    d = ParameterDescriptor(
-        description=text, type=ptype, read_only=read_only, additional_constraints=constraints
-    )
-    # numbers may be given as integers (chunk_threshold:=0, fps:=30): accepted and checked by _check_number
-    d.dynamic_typing = ptype == ParameterType.PARAMETER_DOUBLE
-    if frange is not None:
-        d.floating_point_range = _frange(*frange)
-    if irange is not None:
-        d.integer_range = [IntegerRange(from_value=irange[0], to_value=irange[1], step=1)]
-    return d
+def _check_all(values: dict[str, object]) -> str | None:
+    try:
+        _queue_config(values)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
-D, S, B, INT = (
-    ParameterType.PARAMETER_DOUBLE,
-    ParameterType.PARAMETER_STRING,
-    ParameterType.PARAMETER_BOOL,
-    ParameterType.PARAMETER_INTEGER,
-)
-SA, DA = ParameterType.PARAMETER_STRING_ARRAY, ParameterType.PARAMETER_DOUBLE_ARRAY
+def _distinct(names: list[str]) -> str | None:
+    return None if len(set(names)) == len(names) and all(names) else "names must be distinct and non-empty"
 
-PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "fps": (30.0, _desc("Control rate in Hz (one command per tick).", D, frange=(0.1, 1000.0))),
-    "chunk_threshold": (
-        0.7,
-        _desc("g: request a chunk when queue_size <= g * chunk_size; 0 = sync mode.", D, frange=(0.0, 1.0)),
-    ),
-    "auto_threshold": (
-        False,
-        _desc(
-            "Choose g = E[latency] / period / chunk_size + auto_threshold_margin from measured latency.", B
+
+#: Every parameter of action_queue, declared once (smolvla_common.parameters: integers accepted for doubles,
+#: named errors, applied after validation); config/action_queue.yaml is checked against this table by a test.
+PARAMETERS = ParameterTable(
+    "action_queue",
+    [
+        Param("fps", 30.0, "Control rate in Hz (one command per tick).", "double", 0.1, 1000.0),
+        Param(
+            "chunk_threshold",
+            0.7,
+            "g: request a chunk when queue_size <= g * chunk_size; 0 = sync mode.",
+            "double",
+            0.0,
+            1.0,
         ),
-    ),
-    "auto_threshold_margin": (0.1, _desc("Margin added to the automatic g.", D, frange=(0.0, 1.0))),
-    "aggregate_fn": (
-        "weighted_average",
-        _desc("Fusion on overlapping ticks.", S, constraints="one of: " + ", ".join(AGGREGATE_NAMES)),
-    ),
-    "blend_ramp": (
-        10.0,
-        _desc("blend: ticks over which the weight on the new chunk ramps to 1.", D, frange=(0.0, 10000.0)),
-    ),
-    "similarity_epsilon": (
-        0.01,
-        _desc(
+        Param(
+            "auto_threshold",
+            False,
+            "Choose g = E[latency] / period / chunk_size + auto_threshold_margin from measured latency.",
+            "bool",
+        ),
+        Param("auto_threshold_margin", 0.1, "Margin added to the automatic g.", "double", 0.0, 1.0),
+        Param(
+            "aggregate_fn",
+            "weighted_average",
+            "Fusion on overlapping ticks.",
+            "string",
+            choices=AGGREGATE_NAMES,
+        ),
+        Param(
+            "blend_ramp",
+            10.0,
+            "blend: ticks over which the weight on the new chunk ramps to 1.",
+            "double",
+            0.0,
+            10000.0,
+        ),
+        Param(
+            "similarity_epsilon",
+            0.01,
             "Skip observations within this joint-space L2 distance (rad); negative disables.",
-            D,
-            frange=(-1.0, 100.0),
+            "double",
+            -1.0,
+            100.0,
         ),
-    ),
-    "task": ("", _desc("Language instruction sent with each observation (empty: server default).", S)),
-    "cameras": (
-        ["top", "wrist"],
-        _desc(
+        Param(
+            "task", "", "Language instruction sent with each observation (empty: server default).", "string"
+        ),
+        Param(
+            "cameras",
+            ["top", "wrist"],
             "Camera names; images from /cameras/<name>/image_raw. Empty strings are ignored.",
-            SA,
+            "string_array",
             read_only=True,
         ),
-    ),
-    "max_observation_age": (
-        0.5,
-        _desc(
-            "Observations (joint state, images) older than this (s) are not sent.", D, frange=(0.001, 3600.0)
+        Param(
+            "max_observation_age",
+            0.5,
+            "Observations (joint state, images) older than this (s) are not sent.",
+            "double",
+            0.001,
+            3600.0,
         ),
-    ),
-    "request_timeout": (
-        10.0,
-        _desc("A request older than this (s) is cancelled and retried.", D, frange=(0.01, 3600.0)),
-    ),
-    "retry_backoff": (
-        0.2,
-        _desc("First retry delay after a failed request (s); doubles.", D, frange=(0.0, 60.0)),
-    ),
-    "retry_backoff_max": (2.0, _desc("Longest retry delay (s).", D, frange=(0.0, 600.0))),
-    "latency_window": (20, _desc("Requests averaged for the latency estimate.", INT, irange=(1, 10000))),
-    "rtc_execution_horizon": (
-        0,
-        _desc(
+        Param(
+            "request_timeout",
+            10.0,
+            "A request older than this (s) is cancelled and retried.",
+            "double",
+            0.01,
+            3600.0,
+        ),
+        Param(
+            "retry_backoff",
+            0.2,
+            "First retry delay after a failed request (s); doubles.",
+            "double",
+            0.0,
+            60.0,
+        ),
+        Param("retry_backoff_max", 2.0, "Longest retry delay (s).", "double", 0.0, 600.0),
+        Param("latency_window", 20, "Requests averaged for the latency estimate.", "int", 1, 10000),
+        Param(
+            "rtc_execution_horizon",
+            0,
             "aggregate_fn rtc: queued actions that guide the new chunk (0 = the policy server's setting).",
-            INT,
-            irange=(0, 100000),
+            "int",
+            0,
+            100000,
         ),
-    ),
-    "max_step": (
-        0.1,
-        _desc("Largest command change per tick per joint (rad); 0 disables.", D, frange=(0.0, 10.0)),
-    ),
-    "joint_names": (
-        list(JOINT_NAMES),
-        _desc("Joint order of commands and observations.", SA, read_only=True),
-    ),
-    "robot": (
-        "so101",
-        _desc("Arm (so101 | so100): its description's joint limits until /robot_description arrives.", S),
-    ),
-    "limits_from_robot_description": (
-        True,
-        _desc(
+        Param(
+            "max_step",
+            0.1,
+            "Largest command change per tick per joint (rad); 0 disables.",
+            "double",
+            0.0,
+            10.0,
+        ),
+        Param(
+            "joint_names",
+            list(JOINT_NAMES),
+            "Joint order of commands and observations.",
+            "string_array",
+            read_only=True,
+            check=_distinct,
+        ),
+        Param(
+            "robot",
+            "so101",
+            "Arm: its description's joint limits until /robot_description arrives.",
+            "string",
+            choices=tuple(robot_names()),
+        ),
+        Param(
+            "limits_from_robot_description",
+            True,
             "Clamp to the arm's limits from /robot_description (else the robot's description); false = "
             "joint_lower_limits / joint_upper_limits.",
-            B,
+            "bool",
         ),
-    ),
-    "joint_lower_limits": (
-        [SO101_LIMITS[j][0] for j in JOINT_NAMES],
-        _desc("Lower joint limits (rad), parallel to joint_names (limits_from_robot_description false).", DA),
-    ),
-    "joint_upper_limits": (
-        [SO101_LIMITS[j][1] for j in JOINT_NAMES],
-        _desc("Upper joint limits (rad), parallel to joint_names (limits_from_robot_description false).", DA),
-    ),
-    "action_server": ("/smolvla/predict_chunk", _desc("PredictChunk action name.", S, read_only=True)),
-    "autostart": (True, _desc("Run the loop at start-up (else wait for ~/start).", B, read_only=True)),
-    "hold_when_stopped": (True, _desc("While stopped keep publishing the held command.", B)),
-    "diagnostics_period": (1.0, _desc("Period of /diagnostics (s).", D, frange=(0.05, 60.0), read_only=True)),
-}
-#: Double parameters (declared with dynamic typing so that integers are accepted too).
-DOUBLE_PARAMS = frozenset(n for n, (_, d) in PARAMETERS.items() if d.type == D)
+        Param(
+            "joint_lower_limits",
+            [SO101_LIMITS[j][0] for j in JOINT_NAMES],
+            "Lower joint limits (rad), parallel to joint_names (limits_from_robot_description false).",
+            "double_array",
+        ),
+        Param(
+            "joint_upper_limits",
+            [SO101_LIMITS[j][1] for j in JOINT_NAMES],
+            "Upper joint limits (rad), parallel to joint_names (limits_from_robot_description false).",
+            "double_array",
+        ),
+        Param(
+            "action_server", "/smolvla/predict_chunk", "PredictChunk action name.", "string", read_only=True
+        ),
+        Param("autostart", True, "Run the loop at start-up (else wait for ~/start).", "bool", read_only=True),
+        Param("hold_when_stopped", True, "While stopped keep publishing the held command.", "bool"),
+        Param("diagnostics_period", 1.0, "Period of /diagnostics (s).", "double", 0.05, 60.0, read_only=True),
+    ],
+    check=_check_all,
+    source="smolvla_policy.nodes.action_queue:PARAMETERS",
+)
 
 
 @dataclass
@@ -228,19 +252,18 @@ class _Request:
 class ActionQueueNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("action_queue", **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, copy.deepcopy(desc))  # rclpy mutates descriptors
-        self.joint_names: list[str] = list(self.get_parameter("joint_names").value)
-        self.cameras: list[str] = [c for c in self.get_parameter("cameras").value if c]
+        # declared and validated (ParameterError names the parameter and the allowed values); run-time
+        # changes are validated first and applied by _apply_parameters afterwards
+        self.params = NodeParameters(self, PARAMETERS, on_change=self._apply_parameters)
+        self.joint_names: list[str] = list(self.params["joint_names"])
+        self.cameras: list[str] = [c for c in self.params["cameras"] if c]
         self._lock = threading.RLock()
-        robot = str(self.get_parameter("robot").value)
-        if robot not in robot_names():
-            raise ValueError(f"parameter 'robot' must be one of {', '.join(robot_names())}, got {robot!r}")
+        robot = str(self.params["robot"])
         self._arm_limits = default_limits(robot)  # until /robot_description arrives
         self._arm_limits_source = f"the {robot} description"
         self.core = ActionQueueCore(
             len(self.joint_names),
-            self._config_from(dict.fromkeys(PARAMETERS)),
+            self._config_from(),
             running=bool(self.get_parameter("autostart").value),
         )
         self._warned: dict[str, float] = {}
@@ -266,8 +289,6 @@ class ActionQueueNode(Node):
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(Trigger, "~/stop", self._on_stop)
 
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
         self._timer = self.create_timer(self.core.config.period, self._on_tick)
         self.create_timer(float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
         cfg = self.core.config
@@ -279,72 +300,33 @@ class ActionQueueNode(Node):
         )
 
     # -- parameters --------------------------------------------------------------------------------
-    def _config_from(self, changes: dict[str, object]) -> QueueConfig:
-        """QueueConfig from the current parameters, overridden by ``changes`` (None = current value)."""
+    def _config_from(self) -> QueueConfig:
+        """QueueConfig from the validated parameters, with the arm's limits when they are used."""
+        values = self.params.values
+        lower, upper = values["joint_lower_limits"], values["joint_upper_limits"]
+        if values["limits_from_robot_description"]:  # the arm's limits, per joint where the arm has the joint
+            pairs = [self._arm_limits.get(j, p) for j, p in zip(self.joint_names, zip(lower, upper))]
+            lower, upper = [lo for lo, _ in pairs], [hi for _, hi in pairs]
+        return _queue_config(values, lower, upper)
 
-        def value(name: str) -> object:
-            v = changes.get(name)
-            return self.get_parameter(name).value if v is None else v
-
-        kw: dict[str, object] = {n: value(n) for n in CORE_PARAMS}
-        for n in CORE_PARAMS:
-            if n in DOUBLE_PARAMS:
-                kw[n] = self._check_number(n, kw[n])
-        kw["latency_window"] = int(kw["latency_window"])  # type: ignore[call-overload]
-        kw["rtc_execution_horizon"] = int(kw["rtc_execution_horizon"])  # type: ignore[call-overload]
-        kw["lower_limits"] = tuple(float(x) for x in value("joint_lower_limits"))  # type: ignore[union-attr]
-        kw["upper_limits"] = tuple(float(x) for x in value("joint_upper_limits"))  # type: ignore[union-attr]
-        if value("limits_from_robot_description"):  # the arm's limits, per joint where the arm has the joint
-            params = zip(kw["lower_limits"], kw["upper_limits"])  # type: ignore[call-overload]
-            pairs = [self._arm_limits.get(j, p) for j, p in zip(self.joint_names, params)]
-            kw["lower_limits"] = tuple(lo for lo, _ in pairs)
-            kw["upper_limits"] = tuple(hi for _, hi in pairs)
-        cfg = QueueConfig(**kw)  # type: ignore[arg-type]
-        cfg.validate(len(self.joint_names))
-        return cfg
-
-    @staticmethod
-    def _check_number(name: str, value: object) -> float:
-        """A double parameter given as int or float, inside its declared range; ValueError otherwise."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        ranges = PARAMETERS[name][1].floating_point_range
-        if ranges and not ranges[0].from_value <= value <= ranges[0].to_value:
-            raise ValueError(
-                f"{name} must be in [{ranges[0].from_value:g}, {ranges[0].to_value:g}], got {value}"
-            )
-        return float(value)
-
-    def _validate_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
-        changes = {p.name: p.value for p in params}
-        try:
-            for name, value in changes.items():
-                if name in DOUBLE_PARAMS:
-                    self._check_number(name, value)
-                if name == "robot" and value not in robot_names():
-                    raise ValueError(f"robot must be one of {', '.join(robot_names())}, got {value!r}")
-            self._config_from(changes)
-        except (ValueError, TypeError) as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params: Sequence[Parameter]) -> None:
-        names = {p.name for p in params}
+    def _apply_parameters(self, changes: dict[str, object]) -> None:
+        """Validated run-time changes (post-set callback)."""
+        names = set(changes)
         if "robot" in names and not self._arm_limits_source.startswith("/"):
-            robot = str(self.get_parameter("robot").value)
+            robot = str(self.params["robot"])
             self._arm_limits, self._arm_limits_source = default_limits(robot), f"the {robot} description"
         limit_params = {"joint_lower_limits", "joint_upper_limits", "limits_from_robot_description", "robot"}
         if not names & (set(CORE_PARAMS) | limit_params):
             return
         old_period = self.core.config.period
         with self._lock:
-            cfg = self._config_from({})
+            cfg = self._config_from()
             self.core.update_config(**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__})
         if "fps" in names and cfg.period != old_period:
             self._timer.cancel()
             self.destroy_timer(self._timer)
             self._timer = self.create_timer(cfg.period, self._on_tick)
-        self.get_logger().info("parameters set: " + ", ".join(f"{p.name}={p.value}" for p in params))
+        self.get_logger().info("parameters set: " + ", ".join(f"{n}={v}" for n, v in changes.items()))
 
     # -- the arm's joint limits ----------------------------------------------------------------------
     def _on_robot_description(self, urdf_text: str) -> None:
@@ -360,7 +342,7 @@ class ActionQueueNode(Node):
         if not self.get_parameter("limits_from_robot_description").value:
             return
         with self._lock:
-            cfg = self._config_from({})
+            cfg = self._config_from()
             self.core.update_config(lower_limits=cfg.lower_limits, upper_limits=cfg.upper_limits)
         bounds = zip(self.joint_names, cfg.lower_limits or (), cfg.upper_limits or ())
         shown = ", ".join(f"{j} {lo:.4f}..{hi:.4f}" for j, lo, hi in bounds)
@@ -653,7 +635,7 @@ class ActionQueueNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("action_queue", ActionQueueNode, args=args)
+    return run_node("action_queue", ActionQueueNode, args=args, startup_errors=(ParameterError,))
 
 
 if __name__ == "__main__":
