@@ -32,6 +32,8 @@ LAUNCH_DIR = ros_harness.REPO_ROOT / "launch"
 TASK = "pick: the red cube"
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
+CRASH_SIGNS = ("Traceback", "context is invalid", "terminate called", "KeyboardInterrupt", "never retrieved")
+
 
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
@@ -124,7 +126,13 @@ def _assert_clean_stop(launch: Launch, code: int, processes: set[int], nodes: se
     exits = dict(re.findall(r"\] (\S+) \(pid \d+\) exited with (-?\d+)", launch.output()))
     assert exits == dict.fromkeys(nodes, "0"), report
     for name, text in launch.logs().items():
-        for bad in ("Traceback", "context is invalid", "terminate called", "KeyboardInterrupt"):
+        for bad in (
+            "Traceback",
+            "context is invalid",
+            "terminate called",
+            "KeyboardInterrupt",
+            "never retrieved",
+        ):
             assert bad not in text, f"{name}: {bad}\n{report}"
     assert wait_for(lambda: not any(_alive(p) for p in processes), 30), (
         f"left behind: {[p for p in processes if _alive(p)]}\n{report}"

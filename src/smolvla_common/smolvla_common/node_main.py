@@ -122,6 +122,12 @@ def run_node(
         pass
     finally:
         signals.phase = "stopping"  # from here on every signal is ignored: the shutdown runs to its end
+        # rclpy 9.1.2's Executor.shutdown destroys its guard condition without waiting for the callbacks in
+        # flight, which trigger it when they end ("exception was never retrieved: cannot use Destroyable"):
+        # let a MultiThreadedExecutor's worker pool finish them first
+        pool = getattr(executor, "_executor", None)
+        if callable(getattr(pool, "shutdown", None)):
+            pool.shutdown(wait=True)
         executor.shutdown(timeout_sec=5.0)
         if node is not None:
             if callable(getattr(node, "shutdown", None)):

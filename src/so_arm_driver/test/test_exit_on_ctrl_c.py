@@ -70,8 +70,17 @@ class GroupNode:
             self.proc.wait()
 
 
+CRASH_SIGNS = ("Traceback", "context is invalid", "terminate called", "KeyboardInterrupt", "never retrieved")
+
+
 def _assert_no_crash(output: str) -> None:
-    for text in ("Traceback", "context is invalid", "terminate called", "KeyboardInterrupt"):
+    for text in (
+        "Traceback",
+        "context is invalid",
+        "terminate called",
+        "KeyboardInterrupt",
+        "never retrieved",
+    ):
         assert text not in output, output
 
 
