@@ -386,6 +386,10 @@ def main(args: list[str] | None = None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # the process ends: Python's finalization resets handled signals to their default, so a late SIGINT
+        # (launch's own, after the terminal's) would kill it with -2; SIG_IGN stays (issue 18)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
