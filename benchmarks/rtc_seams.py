@@ -1,8 +1,8 @@
 """Seam discontinuity with and without real-time chunking (RTC), closed loop in the MuJoCo simulator.
 
-For each fusion mode (``latest_only``, ``weighted_average``, ``blend``, ``rtc``) the same episodes (same seeds,
-same policy, same injected latency) run in discrete time: the simulator (``smolvla_sim.sim.ArmSim``, both
-cameras rendered for every request), the action queue's core (``ActionQueueCore``, Algorithm 1, as in the
+For each fusion mode (``latest_only``, ``weighted_average``, ``blend``, ``rtc``) the same episodes (same
+seeds, same policy, same injected latency) run in discrete time: the simulator (``smolvla_sim.sim.ArmSim``,
+both cameras rendered for every request), the action queue's core (``ActionQueueCore``, Algorithm 1, as in the
 ``action_queue`` node) and the policy through the policy server's ``smolvla`` backend (``SmolVLABackend``:
 units, joint order, RTC exactly as the server applies it). A request captured at tick ``k`` is answered at
 tick ``k + latency_ticks`` (injected latency, independent of how long the CPU took), so every mode sees the
@@ -23,7 +23,8 @@ without one, a tiny random-weight SmolVLA checkpoint is generated and the table 
 noise-like and it never succeeds, so only the seam numbers mean something then.
 
 Run: ``source scripts/env.sh && python benchmarks/rtc_seams.py [--episodes 3 --seconds 15]``
-(``--quick`` for a smoke run). Writes section ``rtc_seams`` of docs/benchmarks.md.
+(``--quick`` for a smoke run; ``--subject empirical`` for the cheap stand-in policy of ``rtc_subject.py``).
+Writes section ``rtc_seams_<subject>`` of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -94,7 +95,11 @@ def run_episode(backend, sim, mode: str, seed: int, args: argparse.Namespace, st
         res = core.tick(now, q)
         if res.request is not None:
             req = res.request
-            images = {cam: sim.render(cam, args.image_size, args.image_size) for cam in ("top", "wrist")}
+            images = (
+                {cam: sim.render(cam, args.image_size, args.image_size) for cam in ("top", "wrist")}
+                if getattr(backend, "needs_images", True)
+                else {}
+            )
             request = ChunkRequest(
                 images=images,
                 joint_names=list(sim.joint_names),
@@ -155,8 +160,18 @@ def rms(values: list[float]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default="", help="SmolVLA checkpoint (default: models/smolvla_sim_pick_place "
-                    "if present, else a generated tiny random checkpoint)")  # fmt: skip
+    ap.add_argument(
+        "--checkpoint",
+        default="",
+        help="SmolVLA checkpoint (default: models/smolvla_sim_pick_place if present, else a tiny random one)",
+    )
+    ap.add_argument(
+        "--subject",
+        choices=("smolvla", "empirical"),
+        default="smolvla",
+        help="smolvla: --checkpoint / the trained model / a tiny random one; empirical: the exact flow of a "
+        "scripted-expert chunk library (benchmarks/rtc_subject.py)",
+    )
     ap.add_argument("--episodes", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=15.0, help="simulated seconds per episode")
     ap.add_argument("--fps", type=float, default=30.0)
@@ -192,14 +207,25 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="rtc_seams_")
     ckpt = args.checkpoint or (str(TRAINED) if TRAINED.exists() else "")
-    if ckpt:
+    if args.subject == "empirical":
+        from rtc_subject import make_empirical_backend
+
+        backend = make_empirical_backend(num_steps=args.num_steps)
+        subject = (
+            f"exact flow-matching policy over a library of {len(backend.states)} scripted-expert chunks "
+            "(benchmarks/rtc_subject.py; a stand-in for a trained SmolVLA: no network, no perception)"
+        )
+    elif ckpt:
         subject = f"checkpoint `{Path(ckpt).name}`"
     else:
         from smolvla_policy.model.testing import make_tiny_checkpoint
 
         ckpt = str(make_tiny_checkpoint(Path(tmp.name) / "tiny", seed=0))
-        subject = "tiny random-weight SmolVLA (no trained checkpoint available: seam numbers only)"
-    backend = SmolVLABackend.from_options({"checkpoint": ckpt, "device": "cpu", "num_steps": args.num_steps})
+        subject = "tiny random-weight SmolVLA (no trained checkpoint available; its chunks are noise-like)"
+    if args.subject == "smolvla":
+        backend = SmolVLABackend.from_options(
+            {"checkpoint": ckpt, "device": "cpu", "num_steps": args.num_steps}
+        )
     sim = ArmSim(SimConfig(image_width=args.image_size, image_height=args.image_size))
     results: dict[str, ModeStats] = {}
     total = len(modes) * args.episodes * int(args.seconds * args.fps)
@@ -214,13 +240,15 @@ def main() -> int:
     elapsed = time.perf_counter() - t0
 
     headers = ["mode", "seam jump max", "seam jump p95", "in-chunk step p95", "seam p95 / in-chunk p95",
-               "cmd jerk RMS", "cmd jerk max", "arm jerk RMS", "success", "idle %", "chunks", "guided"]  # fmt: skip
+               "cmd jerk RMS", "cmd jerk max", "arm jerk RMS", "success", "idle %", "chunks",
+               "guided"]  # fmt: skip
     rows = []
     for mode, s in results.items():
         ratio = pct(s.seam, 95) / pct(s.inside, 95) if s.inside else float("nan")
         rows.append([
             mode, pct(s.seam, 100), pct(s.seam, 95), pct(s.inside, 95), ratio, rms(s.jerk), pct(s.jerk, 100),
-            rms(s.arm_jerk), f"{s.successes}/{s.episodes}", 100.0 * s.idle / max(1, s.ticks), s.chunks, s.guided,
+            rms(s.arm_jerk), f"{s.successes}/{s.episodes}", 100.0 * s.idle / max(1, s.ticks), s.chunks,
+            s.guided,
         ])  # fmt: skip
     table = markdown_table(headers, rows)
     print(table)
@@ -229,21 +257,22 @@ def main() -> int:
 
 {machine_line()}; {elapsed:.0f} s.
 
-Subject: {subject}. Closed loop in discrete time: MuJoCo pick-and-place (`ArmSim`, {args.image_size}x{args.image_size}
-cameras), the queue core (Algorithm 1, g = {args.threshold:g}, `max_step` off, joint limits on) and the policy
-server's `smolvla` backend ({args.num_steps} denoising steps); injected latency {args.latency_ticks} ticks
-({latency_ms:.0f} ms at {args.fps:g} Hz), same seeds and same noise per request in every mode;
-{args.episodes} episodes x {args.seconds:g} s per mode. RTC: schedule `{args.schedule}`, max guidance weight
-{args.max_guidance_weight:g}, execution horizon {args.execution_horizon}, inference delay from the queue's
-measured latency (`min(q, ceil(L_max / period))`); `blend` ramp {args.blend_ramp:g} ticks.
-Jumps and steps: joint-space L-inf of consecutive commands (rad); jerk: third difference / period^3
-(rad/s^3), of the commands and of the measured joint positions (arm).
+Subject: {subject}. Closed loop in discrete time: MuJoCo pick-and-place (`ArmSim`,
+{args.image_size}x{args.image_size} cameras), the queue core (Algorithm 1, g = {args.threshold:g},
+`max_step` off, joint limits on) and the policy as the server calls it ({args.num_steps} denoising
+steps); injected latency {args.latency_ticks} ticks ({latency_ms:.0f} ms at {args.fps:g} Hz), same
+seeds and same noise per request in every mode; {args.episodes} episodes x {args.seconds:g} s per
+mode. RTC: schedule `{args.schedule}`, max guidance weight {args.max_guidance_weight:g}, execution
+horizon {args.execution_horizon}, inference delay from the queue's measured latency (`min(q,
+ceil(L_max / period))`); `blend` ramp {args.blend_ramp:g} ticks. Jumps and steps: joint-space L-inf
+of consecutive commands (rad); jerk: third difference / period^3 (rad/s^3), of the commands and of
+the measured joint positions (arm).
 
 {table}
 """
     if not args.no_write:
-        path = write_section("rtc_seams", body)
-        print(f"wrote section rtc_seams of {path}")
+        path = write_section(f"rtc_seams_{args.subject}", body)
+        print(f"wrote section rtc_seams_{args.subject} of {path}")
     tmp.cleanup()
     return 0
 
