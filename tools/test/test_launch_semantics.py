@@ -6,6 +6,9 @@ parameter dict is read as YAML and must give bool, int, float, str, bytes or a u
 launch: a condition is ``true``/``1``/``false``/``0``, anything else an error; arguments not declared are
 ignored), and checked against the stand-ins that ``tools/mini_launch.py`` provides (``ros-launch`` /
 ``ros-launch-ros`` wheels do not exist, so the real libraries cannot be installed here).
+``test_stand_in_agrees_with_the_real_launch_libraries`` compares the stand-ins with the real libraries where
+they are importable (a ROS 2 install; skipped otherwise): tools/test/real_launch_plan.py evaluates the same
+launch files and arguments with them, without starting a process.
 """
 
 from __future__ import annotations
@@ -260,3 +263,63 @@ def test_nodes_started_by_the_launch_print_no_profile_noise_and_read_the_profile
     broken.write_text("<dds><profiles><participant profile_name='x' is_default_profile='true'>")
     output = _run_probe({**env, "FASTDDS_DEFAULT_PROFILES_FILE": str(broken)})
     assert "XMLPARSER" in output or "XML" in output, output
+
+
+# -- the stand-ins against the real libraries, where they are installed --------------------------------------
+REAL_CASES = [
+    (SIM, {}),
+    (SIM, {"task": "pick: the red cube", "fps": "30", "real_time_factor": "1", "seed": "007"}),
+    (SIM, {"task": "yes", "checkpoint": "007", "dtype": "", "use_sim_time": "1", "image_size": "64"}),
+    (SIM, {"rviz": "yes"}),
+    (SIM, {"rviz": "true"}),
+    (SIM, {"fps": ""}),
+    (SIM, {"no_such_argument": "1"}),
+    (REAL, {"robot_id": "007", "port": "yes", "top_camera": "0", "camera_fps": "15", "task": ""}),
+    (REAL, {"policy_server": "false"}),
+    (REAL, {"policy_server": "yes"}),
+    (SERVER, {"device": "no", "fps": "15"}),
+]
+
+
+def _real_launch_environment() -> dict[str, str] | None:
+    env = ros_harness.ros_environment()
+    probe = "import launch, launch_ros.actions, launch_ros.utilities"
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120)
+    return env if found.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_stand_in_agrees_with_the_real_launch_libraries() -> None:
+    import json
+
+    env = _real_launch_environment()
+    if env is None:
+        pytest.skip(
+            "the real launch/launch_ros libraries are not installed (no PyPI wheels; a ROS install has them)"
+        )
+    script = Path(__file__).with_name("real_launch_plan.py")
+    for path, arguments in REAL_CASES:
+        case = f"{path.name} {arguments}"
+        out = subprocess.run(
+            [sys.executable, str(script), str(path), json.dumps(arguments)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        real = json.loads(out.stdout.strip().splitlines()[-1])
+        try:
+            plan = mini_launch.describe(path, arguments, environment=env)
+        except mini_launch.LaunchError as exc:
+            assert real["error"] is not None, f"{case}: only the stand-in fails: {exc}"
+            assert real["started"] == [n.name for n in exc.started], case
+            continue
+        assert real["error"] is None, f"{case}: only the real library fails: {real['error']}"
+        mine = {
+            n.name: {k: list(v) if isinstance(v, tuple) else v for k, v in n.parameters.items()}
+            for n in plan.nodes
+        }
+        assert mine == real["nodes"], case
+        for name, value in real["env"].items():
+            assert (plan.env.get(name) if name not in plan.unset else None) == value, (case, name)
