@@ -158,3 +158,21 @@ def test_default_calibration_covers_limits():
     for name, (lo, hi) in SO101_LIMITS.items():
         clo, chi = cal[name].limits_radians()
         assert clo <= lo and chi >= hi
+
+
+def test_driver_limits_are_the_published_description_limits():
+    """The limits the driver clamps to (MotorCalibration.limits_radians) are the ones it publishes on
+    /robot_description (so_arm_description.robot_model.limits_from_calibration), seam-crossing ranges too."""
+    import random
+
+    from so_arm_description.robot_model import limits_from_calibration
+
+    rng = random.Random(3)
+    for _ in range(200):
+        lo, hi = rng.randrange(4096), rng.randrange(4096)
+        if lo == hi:
+            continue
+        m = MotorCalibration(id=1, range_min=lo, range_max=hi)  # lo > hi: the range crosses the seam
+        ref = limits_from_calibration({"j": calib.to_dict({"j": m})["j"]})["j"]
+        assert m.limits_radians() == pytest.approx(ref, abs=1e-12)
+        assert ref[1] - ref[0] == pytest.approx(m.width * 2 * math.pi / 4095)
