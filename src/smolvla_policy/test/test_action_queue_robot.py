@@ -66,6 +66,7 @@ def test_so100_is_one_robot_in_the_queue(ros_executor, run_node) -> None:
 
         logs = lambda: server.output()[-2000:] + queue.output()[-2000:]  # noqa: E731
         assert wait_for(lambda: near([1.98, 3.0]), 60), (last_command(), logs())
+        assert "no /robot_description yet" in server.output()  # the server says it runs on defaults
 
         node = probe.node
         pub = node.create_publisher(String, robot_description.TOPIC, robot_description.qos())

@@ -188,6 +188,12 @@ class PolicyServerNode(Node):
     def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
         key = bytes(goal_handle.goal_id.uuid)
         cfg = self.config
+        if not self._robot_model.from_arm:
+            self.get_logger().warning(
+                f"no /robot_description yet: joint limits (and the gripper's 0..100 % in lerobot units) are "
+                f"the {self._robot_model.robot} description's defaults, not the arm's calibration",
+                once=True,
+            )
         limits = RequestLimits(
             default_task=cfg.default_task,
             max_image_pixels=cfg.max_image_pixels,
