@@ -202,3 +202,35 @@ def test_sim_demo_launch_stops_cleanly_on_a_double_ctrl_c(tmp_path: Path, ros_co
         if launch.proc.poll() is None:
             launch.kill()
     _assert_clean_stop(launch, code, processes, {"sim_node", "policy_server", "action_queue"})
+
+
+def test_launch_stops_the_started_nodes_when_one_of_them_cannot_start(tmp_path: Path) -> None:
+    # the driver cannot open its port and exits 1 at start-up: on_exit=Shutdown() stops the others
+    sys.path.insert(0, str(ros_harness.REPO_ROOT / "src" / "so_arm_driver" / "test"))
+    from test_camera import write_video
+
+    video = write_video(tmp_path / "clip.avi")
+    env = ros_harness.ros_environment()
+    env["HF_LEROBOT_CALIBRATION"] = str(tmp_path / "no_calibration")
+    arguments = [
+        f"port:={tmp_path / 'no_such_port'}",
+        f"top_camera:={video}",
+        f"wrist_camera:={video}",
+        "policy_server:=false",
+    ]
+    launch = Launch(tmp_path, "real_arm.launch.py", arguments, env)
+    try:
+        code = launch.proc.wait(180)
+    except subprocess.TimeoutExpired:
+        launch.kill()
+        pytest.fail(f"the launch kept running without its driver:\n{launch.report()}")
+    report = launch.report()
+    assert code == 1, report
+    exits = dict(re.findall(r"\] (\S+) \(pid \d+\) exited with (-?\d+)", launch.output()))
+    assert exits["so_arm_driver"] == "1", report
+    assert {exits[n] for n in ("camera_top", "camera_wrist", "action_queue")} == {"0"}, report
+    assert "so_arm_driver cannot start" in launch.logs()["so_arm_driver"]
+
+    pids = [int(pid) for pid in re.findall(r"started \S+ \(pid (\d+)\)", launch.output())]
+    assert len(pids) == 4, report
+    assert wait_for(lambda: not any(_alive(pid) for pid in pids), 30), report
