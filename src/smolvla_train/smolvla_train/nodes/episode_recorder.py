@@ -210,7 +210,12 @@ class EpisodeRecorderNode(Node):
         )
         self.create_service(SetBool, "~/end_episode", self._on_end_episode, callback_group=self._ctl_group)
         self.create_service(Trigger, "~/discard_last", self._on_discard_last, callback_group=self._ctl_group)
-        self.create_timer(self.cfg.discovery_period, self._discover, callback_group=self._ctl_group)
+        # its own mutually exclusive group: two discoveries at once would subscribe a topic twice (every
+        # message recorded twice; seen with the reentrant control group)
+        self._discovery_lock = threading.Lock()
+        self.create_timer(
+            self.cfg.discovery_period, self._discover, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         for partial in list_partials(self.core.out_dir):
             report = read_report(partial)
             self.get_logger().warning(
@@ -250,6 +255,10 @@ class EpisodeRecorderNode(Node):
 
     # -- discovery and subscriptions -------------------------------------------------------------------------
     def _discover(self) -> None:
+        with self._discovery_lock:
+            self._discover_locked()
+
+    def _discover_locked(self) -> None:
         try:
             types = dict(self.get_topic_names_and_types())
         except Exception:  # noqa: BLE001 (context shutting down)
