@@ -335,6 +335,27 @@ def main(argv: list[str] | None = None) -> int:
             best = max(ok, key=lambda r: r["mb_s"])
             limits.append(f"{transport}: {best['load']} ({best['mb_s']:.1f} MB/s of images) with 0 lost")
     summary = "Measured limit (heaviest load recorded with 0 lost): " + ("; ".join(limits) or "none") + "."
+    goal = [r for r in results if r["load"] == "raw:2x640x480@30"]
+    if goal:
+        summary += (
+            f" Goal of issue 11 (two raw 640x480 cameras at 30 Hz + joint topics, 0 lost): "
+            f"{'met' if goal[0]['lost'] == 0 and goal[0]['reported'] == 0 else 'NOT met'} "
+            f"({goal[0]['lost']} lost)."
+        )
+    heavier = [r for r in results if r["lost"] or r["reported"]]
+    if heavier:
+        first = min(heavier, key=lambda r: r["mb_s"])
+        summary += (
+            f" Losses start at {first['load']} ({first['frame_kb']:.0f} KB per frame, "
+            f"{first['mb_s']:.0f} MB/s)"
+        )
+        if all(r["reported"] >= r["lost"] for r in heavier):
+            summary += (
+                "; the recorder reported them all (its count can exceed the gaps: one message may count as a "
+                "DDS message-lost event and as a sequence gap)."
+            )
+        else:
+            summary += "; the recorder's own count MISSED some of them."
     print(summary)
     if not args.no_write:
         body = "\n".join(
