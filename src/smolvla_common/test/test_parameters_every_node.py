@@ -67,6 +67,13 @@ NODES = [
     NodeUnderTest(
         "smolvla_policy", "action_queue", "action_queue", "smolvla_policy.nodes.action_queue:PARAMETERS"
     ),
+    NodeUnderTest(
+        "smolvla_train",
+        "episode_recorder",
+        "episode_recorder",
+        "smolvla_train.nodes.episode_recorder:PARAMETERS",
+        {"out_dir": "<tmp>"},  # replaced by a temporary directory
+    ),
 ]
 IDS = [n.executable for n in NODES]
 
@@ -162,17 +169,22 @@ def _msg(name: str, value):  # type: ignore[no-untyped-def]
     return ParameterMsg(name=name, value=value)
 
 
+def _base(spec: NodeUnderTest, tmp_path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {k: (str(tmp_path / "out") if v == "<tmp>" else v) for k, v in spec.base.items()}
+
+
 def _no_traceback(node) -> None:  # type: ignore[no-untyped-def]
     assert "Traceback" not in node.output(), node.output()
 
 
 @pytest.mark.parametrize("spec", NODES, ids=IDS)
 def test_integers_for_doubles_at_start_up_and_bad_values_at_run_time(
-    spec, run_node, ros_context, ros_executor
+    spec, run_node, ros_context, ros_executor, tmp_path
 ):
     table = _table(spec)
-    ints = ints_for_doubles(table, spec.base)
-    node = run_node(spec.package, spec.executable, parameters={**spec.base, **ints})
+    base = _base(spec, tmp_path)
+    ints = ints_for_doubles(table, base)
+    node = run_node(spec.package, spec.executable, parameters={**base, **ints})
     client = Client(ros_context, ros_executor, spec.node)
     assert client.ready(60.0) and node.alive(), node.output()
     # start-up: every integer given for a double is accepted and stored as a double
@@ -210,11 +222,11 @@ def test_integers_for_doubles_at_start_up_and_bad_values_at_run_time(
 
 @pytest.mark.parametrize("spec", NODES, ids=IDS)
 @pytest.mark.parametrize("kind", ["out_of_range", "wrong_type"])
-def test_bad_values_at_start_up_are_named_errors_without_traceback(spec, kind, run_node):
+def test_bad_values_at_start_up_are_named_errors_without_traceback(spec, kind, run_node, tmp_path):
     table = _table(spec)
     make = out_of_range if kind == "out_of_range" else wrong_type
     bad = {p.name: make(p) for p in table if make(p) is not None}
-    node = run_node(spec.package, spec.executable, parameters={**spec.base, **bad})
+    node = run_node(spec.package, spec.executable, parameters={**_base(spec, tmp_path), **bad})
     assert wait_for(lambda: not node.alive(), timeout=60.0), f"{spec.executable} did not stop"
     out = node.output()
     assert node.proc.returncode not in (0, None), out

@@ -24,28 +24,21 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from smolvla_common.node_main import run_node
+from smolvla_common.node_parameters import NodeParameters
+from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_msgs.action import RecordEpisode
 from smolvla_train.recording.bag import COMPRESSIONS, STORAGES, list_partials, read_report
 from smolvla_train.recording.qos import offered_qos, subscription_qos
@@ -54,7 +47,6 @@ from smolvla_train.recording.recorder import (
     EpisodeRecorder,
     EpisodeResult,
     RecorderConfig,
-    default_out_dir,
 )
 
 DEFAULT_TOPICS = [
@@ -69,90 +61,99 @@ DEFAULT_TOPICS = [
     "/robot_description",
     "/smolvla/queue_status",
 ]
-STARTUP_ONLY = ("out_dir", "topics", "storage", "compression", "max_queue_mb", "queue_depth")
+
+
+def _absolute_topics(topics: list[str]) -> str | None:
+    bad = [t for t in topics if not t.startswith("/")]
+    return f"topics must be absolute names (starting with /), got {bad}" if bad else None
+
+
+#: Every parameter of episode_recorder, declared once (smolvla_common.parameters: integers accepted for
+#: doubles, named errors, applied after validation); config/episode_recorder.yaml is checked against it.
+PARAMETERS = ParameterTable(
+    "episode_recorder",
+    [
+        Param(
+            "out_dir",
+            "~/smolvla_demonstrations",
+            "Directory of the episode bags, one rosbag2 bag per episode: <out_dir>/episode_<index:06d>/ "
+            "(created if missing).",
+            "string",
+            read_only=True,
+            check=lambda v: None if v.strip() else "must be a non-empty path",
+        ),
+        Param(
+            "topics",
+            list(DEFAULT_TOPICS),
+            "Topics to record (absolute names); topics without a publisher are absent from the bag; "
+            "/smolvla/episode (the recorder's own start/end events) is always recorded.",
+            "string_array",
+            read_only=True,
+            check=_absolute_topics,
+        ),
+        Param("storage", "mcap", "Bag storage.", "string", choices=tuple(STORAGES), read_only=True),
+        Param(
+            "compression",
+            "none",
+            "MCAP: zstd-compressed chunks; sqlite3: per message.",
+            "string",
+            choices=tuple(COMPRESSIONS),
+            read_only=True,
+        ),
+        Param(
+            "robot",
+            "so101",
+            "Robot named in each bag's metadata (custom_data smolvla.robot).",
+            "string",
+            choices=("so101", "so100"),
+        ),
+        Param(
+            "max_queue_mb",
+            512.0,
+            "Largest write backlog [MiB]; beyond it incoming messages are dropped and counted as lost.",
+            "double",
+            8.0,
+            65536.0,
+            read_only=True,
+        ),
+        Param("queue_depth", 100, "Subscription history depth per topic.", "int", 1, 10000, read_only=True),
+        Param(
+            "discovery_period",
+            0.5,
+            "How often new publishers are looked for [s].",
+            "double",
+            0.05,
+            60.0,
+            read_only=True,
+        ),
+        Param("feedback_period", 1.0, "Action feedback period [s].", "double", 0.05, 60.0),
+        Param(
+            "flush_period",
+            1.0,
+            "The bag being written is made readable (chunk closed, file flushed) at least this often [s].",
+            "double",
+            0.1,
+            60.0,
+        ),
+    ],
+    source="smolvla_train.nodes.episode_recorder:PARAMETERS",
+)
 
 
 @dataclass
 class RecorderNodeConfig:
-    out_dir: str = field(default_factory=default_out_dir)
-    topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
-    storage: str = "mcap"
-    compression: str = "none"
-    robot: str = "so101"
-    max_queue_mb: float = 512.0
-    queue_depth: int = 100
-    discovery_period: float = 0.5
-    feedback_period: float = 1.0
-    flush_period: float = 1.0
+    """The validated values of :data:`PARAMETERS` (defaults there)."""
 
-
-def _float(desc: str, lo: float, hi: float) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=desc,
-        type=ParameterType.PARAMETER_DOUBLE,
-        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
-    )
-
-
-DESCRIPTORS: dict[str, ParameterDescriptor] = {
-    "out_dir": ParameterDescriptor(
-        description="directory of the episode bags (created if missing; start-up only)",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "topics": ParameterDescriptor(
-        description="topics to record (absolute names; start-up only); /smolvla/episode is always recorded",
-        type=ParameterType.PARAMETER_STRING_ARRAY,
-    ),
-    "storage": ParameterDescriptor(
-        description="bag storage: mcap | sqlite3 (start-up only)", type=ParameterType.PARAMETER_STRING
-    ),
-    "compression": ParameterDescriptor(
-        description="none | zstd (MCAP: zstd chunks; sqlite3: per message; start-up only)",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "robot": ParameterDescriptor(
-        description="robot written to the bag metadata (smolvla.robot): so101 | so100",
-        type=ParameterType.PARAMETER_STRING,
-    ),
-    "max_queue_mb": _float(
-        "largest write backlog [MiB]; beyond it messages are dropped and counted", 8, 65536
-    ),
-    "queue_depth": ParameterDescriptor(
-        description="subscription history depth per topic (start-up only)",
-        type=ParameterType.PARAMETER_INTEGER,
-        integer_range=[IntegerRange(from_value=1, to_value=10000)],
-    ),
-    "discovery_period": _float("how often new publishers are looked for [s]", 0.05, 60.0),
-    "feedback_period": _float("action feedback period [s]", 0.05, 60.0),
-    "flush_period": _float("make the partial bag readable at least this often [s]", 0.1, 60.0),
-}
-
-
-def validate(name: str, value: object) -> str | None:
-    desc = DESCRIPTORS[name]
-    if desc.floating_point_range:
-        r = desc.floating_point_range[0]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{name} must be a number, got {value!r}"
-        if not r.from_value <= value <= r.to_value:
-            return f"{name} must be in [{r.from_value}, {r.to_value}], got {value!r}"
-    if desc.integer_range:
-        r = desc.integer_range[0]
-        if not isinstance(value, int) or not r.from_value <= value <= r.to_value:
-            return f"{name} must be an integer in [{r.from_value}, {r.to_value}], got {value!r}"
-    if name == "storage" and value not in STORAGES:
-        return f"storage must be one of {list(STORAGES)}, got {value!r}"
-    if name == "compression" and value not in COMPRESSIONS:
-        return f"compression must be one of {list(COMPRESSIONS)}, got {value!r}"
-    if name == "robot" and value not in ("so101", "so100"):
-        return f"robot must be so101 or so100, got {value!r}"
-    if name == "out_dir" and (not isinstance(value, str) or not value.strip()):
-        return "out_dir must be a non-empty path"
-    if name == "topics":
-        bad = [t for t in value if not isinstance(t, str) or not t.startswith("/")]  # type: ignore[union-attr]
-        if bad:
-            return f"topics must be absolute names (starting with /), got {bad}"
-    return None
+    out_dir: str
+    topics: list[str]
+    storage: str
+    compression: str
+    robot: str
+    max_queue_mb: float
+    queue_depth: int
+    discovery_period: float
+    feedback_period: float
+    flush_period: float
 
 
 class RecorderStartupError(RuntimeError):
@@ -167,15 +168,10 @@ def _message_class(msgtype: str) -> type:
 class EpisodeRecorderNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("episode_recorder", **kwargs)
-        defaults = RecorderNodeConfig()
-        for name, desc in DESCRIPTORS.items():
-            self.declare_parameter(name, getattr(defaults, name), desc)
-        self.cfg = RecorderNodeConfig(**{n: self.get_parameter(n).value for n in DESCRIPTORS})
-        self.cfg.topics = list(self.cfg.topics or [])
-        problems = [r for n in DESCRIPTORS if (r := validate(n, getattr(self.cfg, n)))]
-        if problems:
-            raise RecorderStartupError("invalid parameters: " + "; ".join(problems))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # declared and validated (ParameterError names the parameter and the allowed values); run-time
+        # changes are applied after validation by _apply_parameters
+        self.params = NodeParameters(self, PARAMETERS, on_change=self._apply_parameters)
+        self.cfg = RecorderNodeConfig(**self.params.values)
         self.core = EpisodeRecorder(
             RecorderConfig(
                 out_dir=self.cfg.out_dir,
@@ -229,25 +225,14 @@ class EpisodeRecorderNode(Node):
         )
 
     # -- parameters ----------------------------------------------------------------------------------------
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name not in DESCRIPTORS:
-                continue
-            if p.name in STARTUP_ONLY and getattr(self, "cfg", None) is not None:
-                if p.value != getattr(self.cfg, p.name):
-                    return SetParametersResult(
-                        successful=False, reason=f"{p.name} can only be set at start-up"
-                    )
-                continue
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if p.name in DESCRIPTORS and p.name not in STARTUP_ONLY and getattr(self, "cfg", None):
-                setattr(self.cfg, p.name, p.value)
-                if p.name == "robot":
-                    self.core.cfg.robot = str(p.value)
-        return SetParametersResult(successful=True)
+    def _apply_parameters(self, changes: dict[str, object]) -> None:
+        """Validated run-time changes (post-set callback; the start-up ones are refused before)."""
+        for name, value in changes.items():
+            setattr(self.cfg, name, value)
+        if "robot" in changes:
+            self.core.cfg.robot = self.cfg.robot
+        if "flush_period" in changes:
+            self.core.cfg.flush_period = self.cfg.flush_period
 
     # -- time ----------------------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -462,7 +447,7 @@ def main(args: list[str] | None = None) -> int:
         "episode_recorder",
         EpisodeRecorderNode,
         args=args,
-        startup_errors=(RecorderStartupError,),
+        startup_errors=(RecorderStartupError, ParameterError),
         num_threads=4,
     )
 
