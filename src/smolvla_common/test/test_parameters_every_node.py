@@ -234,3 +234,36 @@ def test_bad_values_at_start_up_are_named_errors_without_traceback(spec, kind, r
         p = table[name]
         assert f"parameter '{name}' must be {p.allowed()}" in out, (name, out)
     _no_traceback(node)
+
+
+@pytest.mark.parametrize(
+    ("package", "executable", "node", "params"),
+    [
+        (
+            "smolvla_policy",
+            "policy_server",
+            "policy_server",
+            {"fps": 30, "backend": "scripted", "warmup": False},
+        ),
+        (
+            "smolvla_sim",
+            "sim_node",
+            "sim_node",
+            {"real_time_factor": 1, "cameras": ["top"], "camera_rate": 0},
+        ),
+    ],
+    ids=["policy_server_fps_30", "sim_node_real_time_factor_1"],
+)
+def test_integer_for_double_no_longer_kills_the_node(
+    package, executable, node, params, run_node, ros_context, ros_executor
+):
+    """Regression (issue 10, defect 5): ``fps:=30`` killed policy_server and ``real_time_factor:=1`` killed
+    sim_node with an InvalidParameterTypeException traceback."""
+    pytest.importorskip(package)
+    proc = run_node(package, executable, parameters=params)
+    client = Client(ros_context, ros_executor, node)
+    assert client.ready(60.0) and proc.alive(), proc.output()
+    name = next(iter(params))
+    got = client.get([name])[name]
+    assert got.type_ == Parameter.Type.DOUBLE and got.value == float(params[name])
+    _no_traceback(proc)
