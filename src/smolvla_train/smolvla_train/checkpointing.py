@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,12 @@ def optimizer_from_files(optimizer: torch.optim.Optimizer, directory: Path, para
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def rng_to_file(path: Path, generators: dict[str, torch.Generator]) -> None:
-    tensors = {f"generator.{k}": g.get_state() for k, g in generators.items()}
+def rng_to_file(path: Path, generators: Mapping[str, torch.Generator | torch.Tensor]) -> None:
+    """Generator states (a generator, or its state gathered from another process) + torch's own."""
+    tensors = {
+        f"generator.{k}": (g if torch.is_tensor(g) else g.get_state()).contiguous()
+        for k, g in generators.items()
+    }
     tensors["torch_cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -146,7 +151,7 @@ def save_training_state(
     step_info: dict[str, Any],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    generators: dict[str, torch.Generator],
+    generators: Mapping[str, torch.Generator | torch.Tensor],
     param_names: list[str],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -194,7 +199,7 @@ def write_checkpoint(
     train_config: dict[str, Any],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    generators: dict[str, torch.Generator],
+    generators: Mapping[str, torch.Generator | torch.Tensor],
     param_names: list[str],
     step_info: dict[str, Any],
     is_best: bool,

@@ -274,6 +274,8 @@ class Trainer:
         self.rank, self.world = self.accel.process_index, self.accel.num_processes
         self.main = self.accel.is_main_process
         self.device = self.accel.device
+        if self.world == 1 and ":" in settings.device:  # an explicit cuda:N in a single process
+            self.device = torch.device(settings.device)
         self.amp = settings.amp == "bf16" or (settings.amp == "auto" and self.device.type == "cuda")
         if settings.num_threads > 0:
             torch.set_num_threads(settings.num_threads)
@@ -361,7 +363,7 @@ class Trainer:
             if self.val_eps
             else None
         )
-        self.loss_module = self.accel.prepare_model(LossModule(policy))
+        self.loss_module = self.accel.prepare_model(LossModule(policy), device_placement=False)
         self.policy.train()
         set_trainable(policy, self.mode)  # train() above put the frozen VLM back into train mode
 
@@ -405,6 +407,15 @@ class Trainer:
             "val_every": self.val_every,
             "tool": "smolvla_train finetune",
         }
+
+    def _generator_states(self) -> dict[str, torch.Tensor]:
+        """Every process's noise-generator state (gathered to all), so each can resume its own stream."""
+        mine = [(f"noise_rank{self.rank}", self.noise_gen.get_state())]
+        if self.world == 1:
+            return dict(mine)
+        from accelerate.utils import gather_object
+
+        return dict(gather_object(mine))
 
     @property
     def val_every(self) -> int:
@@ -541,6 +552,7 @@ class Trainer:
                 metric = last_val if last_val is not None else loss_value
                 is_best = metric < best
                 best = min(best, metric)
+                gens = self._generator_states()  # collective: every process takes part
                 if self.main:
                     ckpt.write_checkpoint(
                         self.out,
@@ -549,7 +561,7 @@ class Trainer:
                         self.train_config(),
                         self.optimizer,
                         self.scheduler,
-                        self.generators,
+                        gens,
                         self.param_names,
                         {
                             "step": step,

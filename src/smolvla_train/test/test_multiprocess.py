@@ -60,6 +60,8 @@ def test_two_processes_average_gradients_of_their_shards(tmp_path: Path) -> None
     assert row["samples"] == str(2 * BATCH)  # two processes took part
     logged_loss = float(row["loss"])
     trained = load_file(str(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
+    rng = load_file(str(out / "checkpoints" / "last" / "training_state" / "rng_state.safetensors"))
+    assert {"generator.noise_rank0", "generator.noise_rank1"} <= set(rng)  # both processes can resume
 
     # the same step by hand, in one process
     from smolvla_policy.model.training import sample_time
