@@ -667,7 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-mapping", action="store_true", help="print the default mapping YAML and exit")
     p.add_argument("--fps", type=int, help="frame rate of the dataset (overrides the mapping; default 30)")
     p.add_argument(
-        "--max-age", type=float, help="as-of age limit in seconds for every feature (overrides the mapping)"
+        "--max-age",
+        type=float,
+        help="as-of age limit in seconds for every feature, the action included (overrides the mapping; "
+        "defaults 0.1, action 0.5)",
     )
     p.add_argument("--stamp", choices=["header", "receive"], help="time source (default header stamps)")
     p.add_argument("--episodes", choices=["auto", "bag", "gap"], help="episode boundaries (default auto)")
@@ -715,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if val is not None:
                 setattr(mapping, key, val)
+        if args.max_age is not None:  # one limit for every feature
+            for stream in mapping.streams().values():
+                stream.max_age = None
         mapping.fps_given = mapping.fps_given or args.fps is not None
         mapping.validate()
         for key, val, lo, hi in (

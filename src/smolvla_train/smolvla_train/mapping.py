@@ -4,10 +4,10 @@ Example (every key optional; these are the defaults)::
 
     fps: 30                     # frame grid
     stamp: header               # header (message header stamps) | receive (bag log time)
-    max_age: 0.1                # s, default as-of age limit of every feature
+    max_age: 0.1                # s, default as-of age limit of every feature (not the action's)
     joint_names: [shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper]
     state:  {topic: /joint_states}          # sensor_msgs/JointState
-    action: {topic: /joint_commands}        # trajectory_msgs/JointTrajectory, or a JointState (leader arm)
+    action: {topic: /joint_commands, max_age: 0.5}  # JointTrajectory, or a JointState (leader arm)
     cameras: auto               # every /cameras/<name>/image_raw[/compressed] in the bag; or e.g.
     #   top:   {topic: /cameras/top/image_raw, max_age: 0.1}
     #   wrist: {topic: /cameras/wrist/image_raw/compressed}
@@ -35,6 +35,9 @@ try:  # contract A: the robot facts package
 except ImportError:  # pragma: no cover - before so_arm_description is built
     JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
+#: Default as-of age limit of the action (s): a streamed command remains the target until the next one, and
+#: commands with a zero header stamp are timed by their (jittery) receive time.
+ACTION_MAX_AGE = 0.5
 CAMERA_TOPIC = re.compile(r"^/cameras/(?P<name>[A-Za-z0-9_]+)/image_raw(?P<compressed>/compressed)?$")
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STATE_TYPES = ("sensor_msgs/msg/JointState",)
@@ -58,7 +61,8 @@ class Mapping:
     max_age: float = 0.1
     joint_names: tuple[str, ...] = tuple(JOINT_NAMES)
     state: Stream = field(default_factory=lambda: Stream("/joint_states"))
-    action: Stream = field(default_factory=lambda: Stream("/joint_commands"))
+    #: a streamed command stays the arm's target until the next one: a longer default age than sensors
+    action: Stream = field(default_factory=lambda: Stream("/joint_commands", ACTION_MAX_AGE))
     cameras: dict[str, Stream] | None = None  # None = auto
     task_topic: str | None = None
     episode_topic: str = "/smolvla/episode"
@@ -109,14 +113,14 @@ class Mapping:
         return found
 
 
-def _stream(value: Any, key: str) -> Stream:
+def _stream(value: Any, key: str, default_age: float | None = None) -> Stream:
     if isinstance(value, str):
-        return Stream(value)
+        return Stream(value, default_age)
     if isinstance(value, dict) and "topic" in value:
         unknown = set(value) - {"topic", "max_age"}
         if unknown:
             raise MappingError(f"{key}: unknown keys {sorted(unknown)}")
-        age = value.get("max_age")
+        age = value.get("max_age", default_age)
         return Stream(str(value["topic"]), float(age) if age is not None else None)
     raise MappingError(f"{key}: expected a topic name or {{topic: ..., max_age: ...}}, got {value!r}")
 
@@ -151,7 +155,7 @@ def load_mapping(path: str | Path | None = None, data: dict[str, Any] | None = N
         if "state" in data:
             m.state = _stream(data["state"], "state")
         if "action" in data:
-            m.action = _stream(data["action"], "action")
+            m.action = _stream(data["action"], "action", ACTION_MAX_AGE)
         cams = data.get("cameras", "auto")
         if cams not in (None, "auto"):
             if not isinstance(cams, dict):
