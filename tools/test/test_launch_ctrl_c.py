@@ -62,14 +62,22 @@ def _alive(pid: int) -> bool:
 class QueueWatch:
     def __init__(self, context, executor) -> None:  # type: ignore[no-untyped-def]
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
 
         from smolvla_msgs.msg import QueueStatus
 
         self.chunks = 0
+        self.torque_seen_on = False  # the driver's /diagnostics reported torque_enabled=True
         self._lock = threading.Lock()
         self.node = rclpy.create_node("queue_watch", context=context)
         self.node.create_subscription(QueueStatus, "/smolvla/queue_status", self._on_status, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         executor.add_node(self.node)
+
+    def _on_diagnostics(self, msg) -> None:  # type: ignore[no-untyped-def]
+        for status in msg.status:
+            if any(kv.key == "torque_enabled" and kv.value == "True" for kv in status.values):
+                self.torque_seen_on = True
 
     def _on_status(self, msg) -> None:  # type: ignore[no-untyped-def]
         with self._lock:
@@ -114,6 +122,19 @@ class Launch:
         self.proc.wait()
 
 
+def _servos_with_torque_on(port: str) -> list[int]:
+    from so_arm_driver.bus import FeetechBus
+
+    bus = FeetechBus(port, retries=2)
+    bus.open()
+    try:
+        values = {i: bus.read(i, "Torque_Enable") for i in range(1, 7)}
+    finally:
+        bus.close()
+    assert all(err is None for _, err in values.values()), values
+    return [i for i, (value, _) in values.items() if value]
+
+
 def _run_until_chunks(launch: Launch, watch: QueueWatch) -> set[int]:
     ok = wait_for(lambda: watch.chunks > 0 or launch.proc.poll() is not None, 300, interval=0.2)
     assert ok and launch.proc.poll() is None, launch.report()
@@ -145,8 +166,6 @@ def test_real_arm_launch_stops_cleanly_on_ctrl_c_with_torque_off(
     sys.path.insert(0, str(ros_harness.REPO_ROOT / "src" / "so_arm_driver" / "test"))
     from test_camera import write_video
 
-    from so_arm_driver.emulator import Emulator
-
     calibration = tmp_path / "calibration"
     path = calibration / "robots" / "so_follower" / "007.json"  # robot_id:=007 stays the string "007"
     path.parent.mkdir(parents=True)
@@ -156,35 +175,43 @@ def test_real_arm_launch_stops_cleanly_on_ctrl_c_with_torque_off(
     }
     path.write_text(json.dumps(cal))
     video = write_video(tmp_path / "clip.avi")
-    old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # the in-process emulator answers in time (ENVIRONMENT.md §9 quirk 3)
+    # the servo-bus emulator in a process of its own (not in the launch's process group: the arm is not
+    # stopped by Ctrl-C); the test reads the servos through the real SDK once the launch has stopped
+    port_file = tmp_path / "port"
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "so_arm_driver.emulator", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        with Emulator(ids=list(range(1, 7))) as emu:
-            env = ros_harness.ros_environment()
-            env["HF_LEROBOT_CALIBRATION"] = str(calibration)
-            arguments = [
-                f"port:={emu.port}",
-                "robot_id:=007",
-                f"top_camera:={video}",
-                f"wrist_camera:={video}",
-                "camera_fps:=10",
-                "backend:=scripted",
-                f"task:={TASK}",
-                "fps:=30",
-                "--noninteractive",  # the launch forwards one more SIGINT to every node
-            ]
-            launch = Launch(tmp_path, "real_arm.launch.py", arguments, env)
-            try:
-                watch = QueueWatch(ros_context, ros_executor)
-                processes = _run_until_chunks(launch, watch)
-                assert all(emu.servo(i).torque_enabled for i in range(1, 7))
-                code = launch.ctrl_c()
-            finally:
-                if launch.proc.poll() is None:
-                    launch.kill()
-            torque = [i for i in range(1, 7) if emu.servo(i).torque_enabled]
+        assert wait_for(port_file.exists, 60)
+        port = port_file.read_text().strip()
+        env = ros_harness.ros_environment()
+        env["HF_LEROBOT_CALIBRATION"] = str(calibration)
+        arguments = [
+            f"port:={port}",
+            "robot_id:=007",
+            f"top_camera:={video}",
+            f"wrist_camera:={video}",
+            "camera_fps:=10",
+            "backend:=scripted",
+            f"task:={TASK}",
+            "fps:=30",
+            "--noninteractive",  # the launch forwards one more SIGINT to every node
+        ]
+        launch = Launch(tmp_path, "real_arm.launch.py", arguments, env)
+        try:
+            watch = QueueWatch(ros_context, ros_executor)
+            processes = _run_until_chunks(launch, watch)
+            assert wait_for(lambda: watch.torque_seen_on, 30), launch.report()
+            code = launch.ctrl_c()
+        finally:
+            if launch.proc.poll() is None:
+                launch.kill()
+        torque = _servos_with_torque_on(port)
     finally:
-        sys.setswitchinterval(old_interval)
+        emulator.terminate()
+        emulator.wait(30)
     nodes = {"so_arm_driver", "camera_top", "camera_wrist", "policy_server", "action_queue"}
     _assert_clean_stop(launch, code, processes, nodes)
     assert torque == [], f"servos with torque on after the launch stopped: {torque}\n{launch.report()}"

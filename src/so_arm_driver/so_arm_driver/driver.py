@@ -253,6 +253,11 @@ class ArmDriver:
         with self._lock:
             if self.bus.is_open and self.config.disable_torque_on_exit:
                 errs = self._torque_writes(False)
+                for _ in range(2):  # a lost status packet must not leave a servo powered: retry those
+                    failed = sorted({e.motor_id for e in errs if e.motor_id is not None})
+                    if not failed:
+                        break
+                    errs = self._torque_writes(False, failed)
                 if errs:
                     self._warn("torque off on exit failed: " + "; ".join(map(str, errs)))
                 else:
@@ -381,9 +386,9 @@ class ArmDriver:
             return CycleResult(sample, True, goal=list(goal), limited=limited, clamped=clamped, duration=dur)
 
     # -- torque ------------------------------------------------------------------------------------
-    def _torque_writes(self, enable: bool) -> list[busmod.BusError]:
+    def _torque_writes(self, enable: bool, ids: Sequence[int] | None = None) -> list[busmod.BusError]:
         errors = []
-        for motor_id in self.ids:
+        for motor_id in self.ids if ids is None else ids:
             seq = (("Torque_Enable", 1), ("Lock", 1)) if enable else (("Torque_Enable", 0), ("Lock", 0))
             for reg, value in seq:
                 if (e := self.bus.write(motor_id, reg, value)) is not None:

@@ -207,3 +207,20 @@ def test_camera_node_stops_on_double_ctrl_c_without_invalid_context(tmp_path: Pa
             node.kill()
         assert code == 0, f"attempt {attempt}:\n{output}"
         _assert_no_crash(output)
+
+
+def test_torque_off_on_exit_retries_servos_whose_reply_was_lost() -> None:
+    # the driver core (no ROS): three lost status packets exhaust the bus's own retries (retries=2) for the
+    # first torque-off write; close() tries that servo again and reports success only when it answered
+    from so_arm_driver import calibration as calib
+    from so_arm_driver.bus import FeetechBus
+    from so_arm_driver.driver import ArmDriver, DriverConfig
+
+    with Emulator(ids=list(IDS)) as emu:
+        driver = ArmDriver(FeetechBus(emu.port, retries=2), calib.from_dict(CAL), DriverConfig())
+        driver.connect()
+        assert all(emu.servo(i).torque_enabled for i in IDS)
+        emu.drop_replies(count=3)
+        assert driver.close() == []
+        assert [i for i in IDS if emu.servo(i).torque_enabled] == []
+        assert not driver.torque_enabled
