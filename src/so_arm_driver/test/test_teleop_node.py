@@ -55,10 +55,11 @@ def test_leader_moves_follower_and_holds(tmp_path, ros_context, ros_executor, ru
         run_node("so_arm_driver", "so_arm_driver", parameters={**common, "port": follower_emu.port})
         teleop = run_node("so_arm_driver", "teleop", parameters={"autostart": True, "rate": 30.0})
         assert teleop.wait_for_output("teleoperation started", 60.0), teleop.output()
+        assert leader.wait_for_output("leader arm on", 60.0), leader.output()  # configured (homing written)
         # the leader is moved by hand: the follower goes to the same raw positions (same calibration)
         target = positions(cal, [400, -300, 250, 200, -500, 300])
         for motor_id, raw in target.items():
-            leader_emu.set_present(motor_id, raw - cal[JOINT_NAMES[motor_id - 1]].homing_offset)
+            leader_emu.set_actual(motor_id, raw)  # the encoder position (the homing offset applies on top)
         want = leader_emu.present_positions()
         assert wait_for(
             lambda: all(abs(follower_emu.present_positions()[i] - want[i]) <= 3 for i in want), 60.0
@@ -72,11 +73,15 @@ def test_leader_moves_follower_and_holds(tmp_path, ros_context, ros_executor, ru
         ros_executor.add_node(node)
         pub = node.create_publisher(JointState, "/leader/joint_states", 10)
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30.0)
-        for bad in ([math.nan, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 7.0]):
-            for _ in range(10):
+        for bad, warning in (
+            ([math.nan, 0, 0, 0, 0, 0], "non-finite"),
+            ([0, 0, 0, 0, 0, 7.0], "out of range"),
+        ):
+            deadline = time.monotonic() + 30.0
+            while warning not in teleop.output() and time.monotonic() < deadline:
                 pub.publish(JointState(name=list(JOINT_NAMES), position=[float(v) for v in bad]))
-                time.sleep(0.03)
-        assert teleop.wait_for_output("non-finite", 10.0) and teleop.wait_for_output("out of range", 10.0)
+                time.sleep(0.05)
+            assert warning in teleop.output()
         time.sleep(0.5)
         assert follower_emu.present_positions() == held
         assert teleop.alive()
