@@ -81,6 +81,9 @@ def run_episode(backend, sim, mode: str, seed: int, args: argparse.Namespace, st
     )
     sim.reset(seed)
     task = sim.task.text
+    from rtc_subject import scene_features
+
+    scene = scene_features(sim)
     pending: list[tuple[int, int, int, np.ndarray]] = []  # (due tick, request id, start timestep, chunk)
     commands, positions, seam_flags, executed = [], [], [], []
     merged_since_last = False
@@ -108,6 +111,7 @@ def run_episode(backend, sim, mode: str, seed: int, args: argparse.Namespace, st
                 timestep=req.timestep,
                 seed=seed * 100003 + req.request_id,  # same noise per (episode, request) in every mode
             )
+            request.extras["scene"] = scene  # used by the empirical subject only (privileged)
             if req.rtc_prefix is not None:
                 request.rtc = RTCRequest(
                     prefix=req.rtc_prefix,
@@ -173,6 +177,9 @@ def main() -> int:
         "scripted-expert chunk library (benchmarks/rtc_subject.py)",
     )
     ap.add_argument("--episodes", type=int, default=3)
+    ap.add_argument(
+        "--library-episodes", type=int, default=12, help="empirical: demonstrations in the library"
+    )
     ap.add_argument("--seconds", type=float, default=15.0, help="simulated seconds per episode")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--latency-ticks", type=int, default=8, help="injected latency in control ticks")
@@ -210,10 +217,13 @@ def main() -> int:
     if args.subject == "empirical":
         from rtc_subject import make_empirical_backend
 
-        backend = make_empirical_backend(num_steps=args.num_steps)
+        library = [args.seed + e for e in range(max(args.episodes, args.library_episodes))]
+        backend = make_empirical_backend(library, num_steps=args.num_steps)
         subject = (
-            f"exact flow-matching policy over a library of {len(backend.states)} scripted-expert chunks "
-            "(benchmarks/rtc_subject.py; a stand-in for a trained SmolVLA: no network, no perception)"
+            f"exact flow-matching policy over a library of {len(backend.states)} scripted-expert chunks from "
+            f"{len(library)} demonstrations, conditioned on the joint state and (privileged) the cube "
+            "and tray positions, evaluated on scenes of its library (benchmarks/rtc_subject.py; a stand-in "
+            "for a trained SmolVLA: no network, no perception)"
         )
     elif ckpt:
         subject = f"checkpoint `{Path(ckpt).name}`"

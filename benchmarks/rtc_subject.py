@@ -12,7 +12,10 @@ conditioned on the joint state with a Gaussian kernel, and the denoiser returns 
 convention as SmolVLA (``t`` from 1 to 0, ``num_steps`` steps) and guided by the same
 :class:`smolvla_policy.model.rtc.RTCGuidance` as the model. Its chunks are smooth expert segments, and
 different noise picks different segments (multimodal, like a trained flow policy): that is what makes seams.
-It does not look at the images (no perception), so it is not expected to succeed at the task.
+It does not look at the images: the caller may give it the scene's cube and tray positions (privileged,
+``request.extras["scene"]``), which select the demonstrations of that scene; evaluated on scenes of its
+library it then replays (and blends) the expert, so its success rate says whether a fusion mode breaks a
+grasp, not how well a policy generalises.
 """
 
 from __future__ import annotations
@@ -22,29 +25,40 @@ from typing import Any
 import numpy as np
 
 
+def scene_features(sim: Any) -> np.ndarray:
+    """Privileged scene description: (cube x, y, tray x, y) of the task's first pair, metres."""
+    task = sim.task
+    cube, tray = task.pairs[0]
+    return np.concatenate(
+        [np.asarray(task.cube_position(cube))[:2], np.asarray(task.tray_position(tray))[:2]]
+    )
+
+
 def record_library(
-    episodes: int, stride: int, chunk: int, seed: int, bar=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(states (M, 6), chunks (M, chunk, 6)) in radians from scripted-expert demonstrations."""
+    seeds: list[int], stride: int, chunk: int, bar=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(states (M, 6), scenes (M, 4), chunks (M, chunk, 6)) from scripted-expert demonstrations (radians)."""
     from smolvla_sim.expert import ScriptedExpert
     from smolvla_sim.sim import ArmSim, SimConfig
 
     sim = ArmSim(SimConfig(image_width=32, image_height=32))
-    states, chunks = [], []
-    for e in range(episodes):
-        sim.reset(seed + e)
+    states, scenes, chunks = [], [], []
+    for seed in seeds:
+        sim.reset(seed)
         expert = ScriptedExpert(sim)
         plan = expert.reset()
+        scene = scene_features(sim)
         for t in range(len(plan)):
             if t % stride == 0:
                 idx = np.minimum(np.arange(t, t + chunk), len(plan) - 1)
                 states.append(sim.joint_positions)
+                scenes.append(scene)
                 chunks.append(plan[idx])
             sim.step(plan[t])
         if bar is not None:
             bar.update(1)
     sim.close()
-    return np.asarray(states), np.asarray(chunks)
+    return np.asarray(states), np.asarray(scenes), np.asarray(chunks)
 
 
 class EmpiricalFlowBackend:
@@ -56,10 +70,12 @@ class EmpiricalFlowBackend:
     def __init__(
         self,
         states: np.ndarray,
+        scenes: np.ndarray,
         chunks: np.ndarray,
         joint_names: list[str],
         num_steps: int = 10,
         state_bandwidth: float = 0.15,
+        scene_bandwidth: float = 0.02,
     ) -> None:
         import torch
 
@@ -69,6 +85,8 @@ class EmpiricalFlowBackend:
         self.mean = chunks.reshape(-1, chunks.shape[2]).mean(0)
         self.std = chunks.reshape(-1, chunks.shape[2]).std(0) + 1e-3
         self.states = states
+        self.scenes = scenes
+        self.scene_bandwidth = float(scene_bandwidth)
         self.library = torch.from_numpy(((chunks - self.mean) / self.std).astype(np.float32))  # (M, S, D)
         self.bandwidth = float(state_bandwidth)
 
@@ -84,6 +102,9 @@ class EmpiricalFlowBackend:
         order = [names.index(n) for n in self.joint_names]
         q = np.asarray(request.positions, dtype=np.float64)[order]
         d2 = (((self.states - q) / self.bandwidth) ** 2).sum(1)
+        scene = request.extras.get("scene")  # privileged (cube, tray) positions, when the caller gives them
+        if scene is not None:
+            d2 = d2 + (((self.scenes - np.asarray(scene)) / self.scene_bandwidth) ** 2).sum(1)
         log_w = torch.from_numpy((-0.5 * (d2 - d2.min())).astype(np.float32))  # (M,)
         gen = torch.Generator().manual_seed(int(request.seed or 0))
         lib = self.library
@@ -120,11 +141,11 @@ class EmpiricalFlowBackend:
         return out
 
 
-def make_empirical_backend(episodes: int = 24, stride: int = 2, seed: int = 5000, num_steps: int = 10):
+def make_empirical_backend(seeds: list[int], stride: int = 2, num_steps: int = 10) -> EmpiricalFlowBackend:
     from tqdm import tqdm
 
     from smolvla_sim.model import JOINT_NAMES
 
-    with tqdm(total=episodes, desc="expert demonstrations (library)", unit="episode") as bar:
-        states, chunks = record_library(episodes, stride, 50, seed, bar)
-    return EmpiricalFlowBackend(states, chunks, list(JOINT_NAMES), num_steps=num_steps)
+    with tqdm(total=len(seeds), desc="expert demonstrations (library)", unit="episode") as bar:
+        states, scenes, chunks = record_library(list(seeds), stride, 50, bar)
+    return EmpiricalFlowBackend(states, scenes, chunks, list(JOINT_NAMES), num_steps=num_steps)
