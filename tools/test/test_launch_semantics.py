@@ -135,7 +135,7 @@ def test_string_launch_arguments_are_not_parsed_as_yaml() -> None:
 
 def test_every_string_parameter_set_from_a_launch_argument_stays_a_string() -> None:
     # a value YAML would read as another type, for every argument: string parameters must stay strings
-    for path in (SIM, REAL, SERVER):
+    for path in sorted(LAUNCH_DIR.glob("*.launch.py")):
         defaults = mini_launch.describe(path)
         tricky = {}
         for name in defaults.arguments:
@@ -144,7 +144,7 @@ def test_every_string_parameter_set_from_a_launch_argument_stays_a_string() -> N
             except mini_launch.LaunchError:
                 continue
             tricky[name] = "007"
-        assert {"task", "robot", "backend"} <= set(tricky)
+        assert "robot" in tricky, path.name
         typed = mini_launch.describe(path, tricky)
         for before, after in zip(defaults.nodes, typed.nodes):
             for key, value in before.parameters.items():
@@ -207,7 +207,7 @@ def test_mini_launch_refuses_a_failed_launch_without_starting_anything(tmp_path:
 
 
 def test_every_node_but_rviz_stops_the_launch_when_it_exits() -> None:
-    for path in (SIM, REAL, SERVER):
+    for path in sorted(LAUNCH_DIR.glob("*.launch.py")):
         assert all(n.required for n in mini_launch.describe(path).nodes), path.name
     entities = mini_launch.load_launch_file(SIM).entities
     (rviz,) = [e for e in entities if isinstance(e, mini_launch.Node) and e.package == "rviz2"]
