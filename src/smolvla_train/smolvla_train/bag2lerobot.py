@@ -119,7 +119,7 @@ class BagScan:
     state: Series = field(default_factory=Series)
     action: Series = field(default_factory=Series)
     images: dict[str, list[int]] = field(default_factory=dict)  # camera -> stamp per message ordinal
-    image_first: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    image_first: dict[str, int] = field(default_factory=dict)  # camera -> ordinal of its first valid image
     tasks: list[tuple[int, str]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     robot_description: str | None = None
@@ -193,7 +193,8 @@ def scan(bag: Bag, mapping: Mapping, cameras: dict[str, Stream], progress: bool)
         tuple[int, int]
     ] = []  # (index in action series, time) of the previous trajectory's points
     bar = tqdm(total=total, desc=f"scan {bag.path.name}", unit="msg", disable=not progress, leave=False)
-    for topic, log_ns, raw in bag.messages(topics):
+    # image topics: only the header stamps are needed here (the reader may skip the pixels)
+    for topic, log_ns, raw in bag.quick_messages(topics, head_only=list(cam_of)):
         bar.update(1)
         if topic in cam_of:
             cam = cam_of[topic]
@@ -202,9 +203,9 @@ def scan(bag: Bag, mapping: Mapping, cameras: dict[str, Stream], progress: bool)
             except BagError:
                 sc.skip(f"{topic}: unreadable header")
                 stamp = -1
-            sc.images[cam].append(stamp if stamp > 0 else (log_ns if stamp == 0 else -1))
             if cam not in sc.image_first and stamp >= 0:
-                sc.image_first[cam] = (bag.topics[topic].msgtype, bytes(raw))
+                sc.image_first[cam] = len(sc.images[cam])
+            sc.images[cam].append(stamp if stamp > 0 else (log_ns if stamp == 0 else -1))
             continue
         try:
             msg = bag.deserialize(topic, raw)
@@ -420,6 +421,14 @@ def _plan(sc: BagScan, mapping: Mapping, opts: ConvertOptions, units: Any) -> li
     return planned
 
 
+def _image_at(bag: Bag, topic: str, ordinal: int) -> np.ndarray:
+    """The decoded ``ordinal``-th image message of ``topic``."""
+    for k, (_, _, raw) in enumerate(bag.messages([topic])):
+        if k == ordinal:
+            return decode_image(bag.deserialize(topic, raw), bag.topics[topic].msgtype)
+    raise ConversionError(f"{bag.path}: {topic} has no message {ordinal}")
+
+
 def _write_images(sc: BagScan, planned: list[_PlannedEpisode], writer: DatasetWriter, progress: bool) -> None:
     """Pass 2: decode the selected image messages and push them to the encoders in frame order."""
     from tqdm import tqdm
@@ -562,9 +571,7 @@ def _convert(
                 for cam in cams:
                     if cam not in sc.image_first:
                         raise ConversionError(f"{bag.path}: camera {cam} has no readable image")
-                    mt, raw = sc.image_first[cam]
-                    img = decode_image(bag.deserialize(cams[cam].topic, raw), mt)
-                    sizes[cam] = img.shape[:2]
+                    sizes[cam] = _image_at(bag, cams[cam].topic, sc.image_first[cam]).shape[:2]
                 robot_key = robot or bag.custom_data.get("smolvla.robot") or opts.robot or "so101"
                 spec = DatasetSpec(
                     fps=mapping.fps,

@@ -42,6 +42,8 @@ class TopicInfo:
     encoding: str = "ros2msg"
 
 
+#: Bytes of a message enough for its std_msgs/Header stamp (CDR encapsulation + sec + nanosec).
+HEAD_BYTES = 16
 SALVAGE_HINT = "rerun with --salvage to keep the messages before the damage"
 
 
@@ -103,6 +105,15 @@ class Bag:
 
     def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
         raise NotImplementedError
+
+    def quick_messages(
+        self, topics: Sequence[str], head_only: Sequence[str] = ()
+    ) -> Iterator[tuple[str, int, bytes]]:
+        """Like ``messages`` (same order per topic), but a reader may skip what is not asked for: for
+        ``head_only`` topics only the first ``HEAD_BYTES`` of each message are guaranteed. Uncompressed MCAP
+        files with a summary read just these bytes through the message indexes (no chunk CRC check: the
+        converter's second pass reads every chunk again with CRCs)."""
+        yield from self.messages(topics)
 
     def close(self) -> None:
         pass
@@ -215,6 +226,7 @@ class _McapFile(Bag):
 
         self.path, self.storage, self.salvage = path, "mcap", salvage
         self._channels: dict[int, tuple[str, str]] = {}
+        self._summary: Any = None
         if not salvage:
             try:
                 with open(path, "rb") as f:
@@ -223,6 +235,7 @@ class _McapFile(Bag):
                 raise BagError(f"{path}: damaged MCAP file: {describe_damage(exc)}; {SALVAGE_HINT}") from exc
             if summary is None:
                 raise BagError(f"{path}: MCAP file has no summary section (truncated?); {SALVAGE_HINT}")
+            self._summary = summary
             counts = summary.statistics.channel_message_counts if summary.statistics else {}
             for cid, ch in summary.channels.items():
                 sch = summary.schemas.get(ch.schema_id)
@@ -300,6 +313,46 @@ class _McapFile(Bag):
                 topic = self._channels.get(rec.channel_id, ("",))[0]
                 if topic in wanted:
                     yield topic, int(rec.log_time), rec.data
+
+    def quick_messages(
+        self, topics: Sequence[str], head_only: Sequence[str] = ()
+    ) -> Iterator[tuple[str, int, bytes]]:
+        summ = self._summary
+        if summ is None or not summ.chunk_indexes or any(c.compression for c in summ.chunk_indexes):
+            yield from self.messages(topics)
+            return
+        wanted = {cid: t for cid, (t, _) in self._channels.items() if t in set(topics)}
+        head = set(head_only)
+        try:
+            with open(self.path, "rb") as f:
+                for ci in sorted(summ.chunk_indexes, key=lambda c: c.chunk_start_offset):
+                    entries: list[tuple[int, int, int]] = []  # (offset in chunk records, log time, channel)
+                    for cid, off in ci.message_index_offsets.items():
+                        if cid not in wanted:
+                            continue
+                        f.seek(off)
+                        op, _length, chan, nbytes = struct.unpack("<BQHI", f.read(15))
+                        if op != 0x07 or chan != cid:
+                            raise BagError(f"message index of channel {cid} not at byte {off}")
+                        raw = f.read(nbytes)
+                        entries.extend((o, t, cid) for t, o in struct.iter_unpack("<QQ", raw))
+                    if not entries:
+                        continue
+                    f.seek(ci.chunk_start_offset + 1 + 8 + 8 + 8 + 8 + 4)
+                    (comp_len,) = struct.unpack("<I", f.read(4))
+                    records = ci.chunk_start_offset + 1 + 8 + 8 + 8 + 8 + 4 + 4 + comp_len + 8
+                    for o, t, cid in sorted(entries):
+                        f.seek(records + o)
+                        op, length = struct.unpack("<BQ", f.read(9))
+                        if op != 0x05:
+                            raise BagError(f"no message record at chunk offset {o}")
+                        f.seek(2 + 4 + 8 + 8, 1)
+                        size = length - 22
+                        topic = wanted[cid]
+                        data = f.read(min(size, HEAD_BYTES) if topic in head else size)
+                        yield topic, t, data
+        except (OSError, struct.error, BagError) as exc:
+            raise BagError(f"{self.path}: damaged MCAP file: {describe_damage(exc)}; {SALVAGE_HINT}") from exc
 
 
 class _SqliteFile(Bag):
@@ -441,6 +494,15 @@ class _FilesBag(Bag):
             for n in f.notes:
                 if n not in self.notes:
                     self.notes.append(n)
+
+    def quick_messages(
+        self, topics: Sequence[str], head_only: Sequence[str] = ()
+    ) -> Iterator[tuple[str, int, bytes]]:
+        if self._message_zstd:
+            yield from self.messages(topics)
+            return
+        for f in self.files:
+            yield from f.quick_messages(topics, head_only)
 
     def close(self) -> None:
         for f in self.files:

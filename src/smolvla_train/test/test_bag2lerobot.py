@@ -276,3 +276,19 @@ def test_missing_topic_in_one_bag_of_many_writes_nothing(tmp_path: Path) -> None
     with pytest.raises(MissingTopicsError, match="different camera sets|wrist"):
         convert([tmp_path / "bags"], tmp_path / "ds", ConvertOptions(progress=False))
     assert not (tmp_path / "ds").exists()
+
+
+def test_indexed_reading_gives_the_same_messages_per_topic(sim_bag) -> None:
+    """quick_messages (MCAP message indexes, header bytes only for images) = the full stream, per topic."""
+    from smolvla_train.bagio import HEAD_BYTES, open_bag
+
+    bag, _ = sim_bag
+    with open_bag(bag) as b:
+        topics = sorted(b.topics)
+        cams = [t for t in topics if "image_raw" in t]
+        full = [(t, ts, bytes(raw)) for t, ts, raw in b.messages(topics)]
+        quick = [(t, ts, bytes(raw)) for t, ts, raw in b.quick_messages(topics, head_only=cams)]
+    for topic in topics:
+        a = [(ts, raw[:HEAD_BYTES] if topic in cams else raw) for t, ts, raw in full if t == topic]
+        q = [(ts, raw) for t, ts, raw in quick if t == topic]
+        assert a == q and a, topic
