@@ -13,7 +13,12 @@ of a pty (both ends raw). One thread ``select()``s on the master end, parses ins
 - goal-seeking motion at a finite speed (Goal_Velocity, or ``speed`` steps/s when it is 0) and acceleration
   (Acceleration x 100 steps/s^2, 0 = unlimited); no motion with torque off;
 - fault injection: reply latency (USB adapter latency plus a wire-time model at ``baudrate``), dropped
-  replies (probability, or a burst on request), missing ids, model number per id.
+  replies (probability, or a burst on request), garbled replies (a corrupted byte: the SDK sees a bad
+  checksum), missing ids, model number per id, USB unplug/replug (:meth:`Emulator.unplug` closes the pty,
+  the device and the ``link`` vanish; :meth:`Emulator.replug` opens a new pty behind the same ``link``, the
+  servos kept their state: only USB was lost) and brown-out (:meth:`Emulator.brownout`: every servo silent
+  for a while, then back as after power-up: torque off, RAM registers at their defaults, goal = present
+  position; with ``lose_eeprom`` also the EEPROM configuration back to factory values).
 
 Use it in-process (``Emulator(...).start()`` returns the port path; call ``sys.setswitchinterval(0.0005)``
 in tests, see ENVIRONMENT.md §9 quirk 3) or as a process: ``so_arm_emulator --port-file /tmp/port``.
@@ -223,6 +228,9 @@ class Emulator:
         self._lock = threading.RLock()
         self._drop_count = 0
         self._drop_until = 0.0
+        self.garble_probability = 0.0
+        self._garble_count = 0
+        self._silent_until = 0.0  # brown-out: no servo answers before this time.monotonic()
         self._master: int | None = None
         self._slave: int | None = None
         self._port: str | None = None
@@ -231,7 +239,16 @@ class Emulator:
         self._buf = bytearray()
         #: set to a list to record (time, id, goal) of every synced Goal_Position write (tests, benchmarks)
         self.goal_log: list[tuple[float, int, int]] | None = None
-        self.stats = {"packets": 0, "replies": 0, "dropped": 0, "bad_checksum": 0, "sync_writes": 0}
+        self.stats = {
+            "packets": 0,
+            "replies": 0,
+            "dropped": 0,
+            "garbled": 0,
+            "bad_checksum": 0,
+            "sync_writes": 0,
+            "unplugs": 0,
+            "brownouts": 0,
+        }
 
     # -- life cycle --------------------------------------------------------------------------------
     @property
@@ -240,10 +257,15 @@ class Emulator:
             raise RuntimeError("emulator not started")
         return self._port
 
+    @property
+    def plugged(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> str:
         """Open the pty, start the serving thread; returns the slave path (the port to give the SDK)."""
         if self._thread is not None:
             return self.port
+        self._buf.clear()
         self._master, self._slave = os.openpty()
         tty.setraw(self._master)
         tty.setraw(self._slave)
@@ -270,6 +292,45 @@ class Emulator:
         if self.link is not None and self.link.is_symlink():
             with contextlib.suppress(OSError):
                 self.link.unlink()
+
+    def unplug(self) -> None:
+        """USB cable pulled: the pty (and ``link``) vanish, the driver's open port gets I/O errors; the
+        servos keep their state (torque, goals): they are powered by their own supply."""
+        with self._lock:
+            self.stats["unplugs"] += 1
+        self.stop()
+
+    def replug(self) -> str:
+        """USB cable back: a new pty behind the same ``link`` (use ``link`` as the driver's port, like
+        /dev/serial/by-id/...); returns the new slave path."""
+        return self.start()
+
+    def brownout(self, duration_s: float = 1.0, lose_eeprom: bool = False) -> None:
+        """Servo supply drops: every servo is silent for ``duration_s`` and comes back as after power-up
+        (torque off, Lock 1, acceleration/speed/torque limit at their defaults, goal = present position).
+        EEPROM values written unlocked survive, unless ``lose_eeprom`` (factory configuration: PID, limits,
+        homing offset, gripper protection lost). The horns stay where they are (no gravity model)."""
+        with self._lock:
+            now = time.monotonic()
+            self.stats["brownouts"] += 1
+            self._silent_until = max(self._silent_until, now + duration_s)
+            for motor_id, servo in self.servos.items():
+                servo.refresh(now)
+                fresh = EmulatedServo(motor_id, servo.actual, servo.get("Model_Number"), servo.speed)
+                if not lose_eeprom:
+                    fresh.mem[: ct.EEPROM_END] = servo.mem[: ct.EEPROM_END]
+                fresh.set("Goal_Position", fresh.present_position)
+                fresh.refresh(now)
+                servo.mem[:] = fresh.mem
+                servo.velocity = 0.0
+                servo.reg_write = None
+
+    def garble_replies(self, count: int = 0, probability: float | None = None) -> None:
+        """Corrupt one byte of the next ``count`` status packets (and/or each with ``probability``)."""
+        with self._lock:
+            self._garble_count = max(self._garble_count, int(count))
+            if probability is not None:
+                self.garble_probability = float(probability)
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -379,7 +440,24 @@ class Emulator:
 
     def _alive(self, motor_id: int) -> EmulatedServo | None:
         servo = self.servos.get(motor_id)
+        if time.monotonic() < self._silent_until:
+            return None  # brown-out: unpowered servos neither answer nor apply writes
         return None if servo is None or motor_id in self.missing else servo
+
+    def _garbling(self) -> bool:
+        if self._garble_count > 0:
+            self._garble_count -= 1
+            return True
+        return self.garble_probability > 0.0 and self._rng.random() < self.garble_probability
+
+    def _maybe_garble(self, reply: bytes) -> bytes:
+        if not self._garbling():
+            return reply
+        self.stats["garbled"] += 1
+        data = bytearray(reply)
+        k = self._rng.randrange(2, len(data))  # after the FF FF header: id, length, error, params, checksum
+        data[k] ^= 1 << self._rng.randrange(8)
+        return bytes(data)
 
     def _handle(self, motor_id: int, inst: int, params: bytes, request_len: int) -> None:
         replies: list[bytes] = []
@@ -406,7 +484,9 @@ class Emulator:
                     if self._dropping(now):
                         self.stats["dropped"] += 1
                         continue
-                    replies.append(self._status(target, bytes(servo.mem[addr : addr + n])))
+                    replies.append(
+                        self._maybe_garble(self._status(target, bytes(servo.mem[addr : addr + n])))
+                    )
             else:
                 targets = list(self.servos) if motor_id == ct.BROADCAST_ID else [motor_id]
                 for target in targets:
@@ -422,7 +502,7 @@ class Emulator:
                     if self._dropping(now):
                         self.stats["dropped"] += 1
                         continue
-                    replies.append(reply)
+                    replies.append(self._maybe_garble(reply))
         if not replies:
             return
         delay = self.latency_s
