@@ -59,6 +59,15 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -160,6 +169,8 @@ class EpisodeBag:
             self.writer.set_custom_data(key, str(value))
         self.writer.close()
         self.closed = True
+        for path in self.bag_path.iterdir():  # on disk before the name says "complete" (power loss too)
+            _fsync_file(path)
         if self.final_path.exists():
             raise BagError(f"{self.final_path} appeared while recording; the bag stays in {self.bag_path}")
         os.replace(self.bag_path, self.final_path)
