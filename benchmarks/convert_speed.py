@@ -74,7 +74,9 @@ def main() -> int:
                     round(2 * frames / wall, 1),
                     round(bag_mb / wall, 1),
                     round(duration / wall, 2),
+                    round(cpu, 1),
                     round(cpu / wall, 2),
+                    round(duration / (cpu / 2), 2),
                     round(dir_size(out) / 1e6, 1),
                 ]
             )
@@ -89,18 +91,22 @@ def main() -> int:
             "images/s",
             "input MB/s",
             "x real time",
+            "CPU s",
             "CPU/wall",
+            "x real time, 2 free cores (est.)",
             "dataset MB",
         ]
         table = markdown_table(headers, rows)
         print(table)
         body = (
             "## Bag -> LeRobot conversion speed (`benchmarks/convert_speed.py`)\n\n"
-            f"{machine_line()}. Input: {args.seconds:.0f} s simulator bag, 2 cameras 640x480 rgb8 at 30 Hz, "
+            f"{machine_line()}. Input: {rows[0][2]:.0f} s simulator bag, 2 cameras 640x480 rgb8 at 30 Hz, "
             f"joint states 60 Hz, commands 30 Hz, uncompressed MCAP ({bag_mb:.0f} MB). Output at 30 fps with "
             "each codec's defaults (AV1 = lerobot's libsvtav1 crf 30 preset 12 g 2; H.264 = libx264 crf 23 "
-            "veryfast g 2). `x real time` = bag seconds per wall second (goal >= 3); `CPU/wall` > 1 "
-            "means the encoders used both cores.\n\n" + table + "\n"
+            "veryfast g 2). `x real time` = bag seconds per wall second (goal >= 3); `CPU s` = CPU time of "
+            "the conversion (all threads); `CPU/wall` < 2: the run did not get both cores (other jobs on "
+            "the machine); `bag s / (CPU s / 2)` estimates the real-time factor if both cores were free "
+            "and the work split evenly (an upper bound).\n\n" + table + "\n"
         )
         if not args.no_write:
             print(f"wrote {write_section('convert_speed', body)}")
