@@ -184,3 +184,25 @@ def test_committed_lerobot_load_record_matches_the_converter(tmp_path: Path) -> 
     """The record of lerobot 0.6.1 loading a dataset made from the same (deterministic) simulator bags."""
     result = json.loads(RECORD.read_text())
     _compare_with_lerobot(result, _sim_dataset(tmp_path))
+
+
+def test_training_loader_reads_a_converted_dataset(tmp_path: Path) -> None:
+    """The project's training reader (smolvla_train.dataset, H13) returns our values, frames and chunks."""
+    from smolvla_train.dataset import LeRobotV3Dataset
+
+    root = _sim_dataset(tmp_path)
+    r = DatasetReader(root)
+    ds = LeRobotV3Dataset(root, chunk_size=10)
+    assert len(ds) == r.info["total_frames"]
+    state, action = all_values(r, "state"), all_values(r, "action")
+    frames = {cam: all_frames(r, cam) for cam in ("top", "wrist")}
+    ends = np.cumsum([len(r.episode(e).state) for e in r.episode_indices()])
+    for i in (0, 5, int(ends[0]) - 1, int(ends[0]), len(ds) - 1):
+        item = ds[i]
+        np.testing.assert_array_equal(np.asarray(item["observation.state"]), state[i])
+        end = int(ends[np.searchsorted(ends, i, side="right")])
+        rows = np.minimum(np.arange(i, i + 10), end - 1)
+        np.testing.assert_array_equal(np.asarray(item["action"]), action[rows])
+        assert np.asarray(item["action_is_pad"]).tolist() == (np.arange(i, i + 10) >= end).tolist()
+        for cam in ("top", "wrist"):
+            np.testing.assert_array_equal(np.asarray(item[f"observation.images.{cam}"]), frames[cam][i])
