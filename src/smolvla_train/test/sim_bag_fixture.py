@@ -57,6 +57,7 @@ def write_sim_bag(
     task: str = TASK,
     keep_images: bool = True,
     marker: bool = False,
+    image_format: str = "rgb8",
 ) -> Published:
     """Write the bag directory ``path``; ``camera_gap=(t0, t1)`` s: no wrist camera images then.
 
@@ -64,6 +65,9 @@ def write_sim_bag(
     offsets), so long bags need little memory; ``keep_images=False`` does not keep the images in the result.
     ``marker=True`` paints a 12x12 block in the top-left corner whose grey level depends on the image's
     sequence number, so neighbouring frames differ clearly (content checks cannot pass off by one).
+    ``image_format``: ``rgb8``, ``bgr8`` (rows padded: step > width * 3), ``mono8`` (the published image is
+    the grey level, kept as RGB in the result), or ``jpeg`` / ``png`` (CompressedImage on
+    ``/cameras/<cam>/image_raw/compressed``; the result keeps the uncompressed image).
     """
     import heapq
     import json
@@ -90,12 +94,18 @@ def write_sim_bag(
             CompressionMode.STORAGE if storage == "mcap" else CompressionMode.MESSAGE, CompressionFormat.ZSTD
         )
     writer.open()
+    suffix = "/compressed" if image_format in ("jpeg", "png") else ""
     types = {
         "/joint_commands": "trajectory_msgs/msg/JointTrajectory",
         "/joint_states": "sensor_msgs/msg/JointState",
         "/robot_description": "std_msgs/msg/String",
         "/smolvla/episode": "std_msgs/msg/String",
-        **{f"/cameras/{c}/image_raw": "sensor_msgs/msg/Image" for c in cameras},
+        **{
+            f"/cameras/{c}/image_raw{suffix}": "sensor_msgs/msg/CompressedImage"
+            if suffix
+            else "sensor_msgs/msg/Image"
+            for c in cameras
+        },
     }
     conns = {t: writer.add_connection(t, mt, typestore=ts) for t, mt in types.items()}
     out: list[tuple[int, int, str, object]] = []  # heap of (log_ns, seq, topic, msg)
@@ -166,16 +176,10 @@ def write_sim_bag(
                 if marker:
                     img[:12, :12] = (53 * len(pub.image_t.get(cam, []))) % 256
                 stamp = t + exposure.get(cam, 0)
-                msg = T["sensor_msgs/msg/Image"](
-                    header=header(stamp, f"{cam}_camera"),
-                    height=height,
-                    width=width,
-                    encoding="rgb8",
-                    is_bigendian=0,
-                    step=width * 3,
-                    data=img.reshape(-1),
-                )
-                emit(stamp + 5_000_000, f"/cameras/{cam}/image_raw", msg)
+                msg = _image_message(T, header(stamp, f"{cam}_camera"), img, image_format)
+                if image_format == "mono8":
+                    img = np.repeat(np.asarray(msg.data).reshape(height, width, 1), 3, axis=2)
+                emit(stamp + 5_000_000, f"/cameras/{cam}/image_raw{suffix}", msg)
                 pub.image_t.setdefault(cam, []).append(stamp)
                 if keep_images:
                     pub.images.setdefault(cam, []).append(img)
@@ -193,3 +197,28 @@ def write_sim_bag(
             writer.set_custom_data(k, v)
     writer.close()
     return pub
+
+
+def _image_message(T: dict, header: object, img: np.ndarray, image_format: str) -> object:
+    """A sensor_msgs Image / CompressedImage carrying the RGB image ``img`` in ``image_format``."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if image_format in ("jpeg", "png"):
+        ok, buf = cv2.imencode(
+            ".jpg" if image_format == "jpeg" else ".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        )
+        assert ok
+        return T["sensor_msgs/msg/CompressedImage"](header=header, format=image_format, data=buf.reshape(-1))
+    if image_format == "mono8":
+        data, step = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).reshape(-1), w
+    elif image_format == "bgr8":
+        step = w * 3 + 4
+        rows = np.zeros((h, step), dtype=np.uint8)
+        rows[:, : w * 3] = img[:, :, ::-1].reshape(h, w * 3)
+        data = rows.reshape(-1)
+    else:
+        data, step = img.reshape(-1), w * 3
+    return T["sensor_msgs/msg/Image"](
+        header=header, height=h, width=w, encoding=image_format, is_bigendian=0, step=step, data=data
+    )

@@ -292,3 +292,22 @@ def test_indexed_reading_gives_the_same_messages_per_topic(sim_bag) -> None:
         a = [(ts, raw[:HEAD_BYTES] if topic in cams else raw) for t, ts, raw in full if t == topic]
         q = [(ts, raw) for t, ts, raw in quick if t == topic]
         assert a == q and a, topic
+
+
+@pytest.mark.parametrize(
+    "image_format,min_psnr", [("bgr8", 25.0), ("mono8", 25.0), ("jpeg", 24.0), ("png", 25.0)]
+)
+def test_image_encodings_and_compressed_images(tmp_path: Path, image_format: str, min_psnr: float) -> None:
+    bag = tmp_path / "bag"
+    pub = write_sim_bag(bag, seconds=0.8, image_format=image_format, marker=True)
+    report = convert([bag], tmp_path / "ds", ConvertOptions(progress=False))
+    exp = expected_frames(pub, pub.start_ns, pub.end_ns)
+    assert report["total_frames"] == len(exp["t"])
+    reader = DatasetReader(tmp_path / "ds")
+    ep = reader.episode(0)
+    for cam in ("top", "wrist"):
+        frames = list(reader.frames(ep, lf.image_key(cam)))
+        assert len(frames) == len(exp["t"])
+        for k, img in enumerate(frames):
+            p = [psnr(img, ref) for ref in pub.images[cam]]
+            assert int(np.argmax(p)) == exp[cam][k] and p[exp[cam][k]] > min_psnr, (cam, k)
