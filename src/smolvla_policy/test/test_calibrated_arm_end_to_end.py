@@ -168,7 +168,8 @@ def test_lerobot_units_reach_the_servos_as_lerobot_ticks(
         limits = limits_from_urdf(descriptions[-1])
         for j, (lo, hi) in limits_from_calibration(cal).items():
             assert limits[j] == pytest.approx((lo, hi), abs=1e-12)
-        assert wait_for(lambda: "joint limits of the" in server.output(), 60), logs()
+        applied = f"joint limits of the {robot} from /robot_description"
+        assert wait_for(lambda: applied in server.output() and applied in queue.output(), 60), logs()
 
         for target in TARGETS[robot]:
             action_file.write_text(json.dumps(target))

@@ -127,12 +127,15 @@ def limits_from_urdf(urdf_text: str) -> dict[str, tuple[float, float]]:
     return check_limits(limits)
 
 
-def robot_from_urdf(urdf_text: str) -> str:
-    """The robot key ("so101" | "so100") of a URDF's ``<robot name>``; RobotModelError if unknown."""
+def robot_from_urdf(urdf_text: str, default: str | None = None) -> str:
+    """The robot key ("so101" | "so100") of a URDF's ``<robot name>``; for another name ``default`` if given
+    (e.g. a user's own "so101_new_calib" description), else RobotModelError."""
     name = _parse(urdf_text).get("name") or ""
     try:
         return get_robot_spec(name).name
     except ValueError as exc:
+        if default is not None:
+            return get_robot_spec(default).name
         raise RobotModelError(str(exc)) from None
 
 

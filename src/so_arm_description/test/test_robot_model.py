@@ -63,6 +63,8 @@ def test_bad_descriptions_are_named() -> None:
         robot_model.limits_from_urdf("<sdf/>")
     with pytest.raises(robot_model.RobotModelError, match="unknown robot"):
         robot_model.robot_from_urdf('<robot name="ur5"/>')
+    assert robot_model.robot_from_urdf('<robot name="so101_new_calib"/>', default="so100") == "so100"
+    assert robot_model.robot_from_urdf('<robot name="SO-101"/>', default="so100") == "so101"
     with pytest.raises(ValueError, match="unknown robot"):
         robot_model.build_urdf("ur5")
 

@@ -331,14 +331,16 @@ class ActionQueueNode(Node):
     # -- the arm's joint limits ----------------------------------------------------------------------
     def _on_robot_description(self, urdf_text: str) -> None:
         try:
-            limits, robot = limits_from_urdf(urdf_text), robot_from_urdf(urdf_text)
+            limits = limits_from_urdf(urdf_text)
+            robot = robot_from_urdf(urdf_text, default=str(self.get_parameter("robot").value))
         except ValueError as exc:
             self._warn("description", f"ignored /robot_description: {exc}")
             return
         missing = [j for j in self.joint_names if j not in limits]
         if missing:
             self._warn("description", f"/robot_description has no joint {missing[0]}: keeping its old limits")
-        self._arm_limits, self._arm_limits_source = limits, "/robot_description"
+        self._arm_limits = {**self._arm_limits, **limits}
+        self._arm_limits_source = "/robot_description"
         if not self.get_parameter("limits_from_robot_description").value:
             return
         with self._lock:

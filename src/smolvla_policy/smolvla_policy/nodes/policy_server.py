@@ -71,6 +71,10 @@ class PolicyServerNode(Node):
         self._fk: Any = None
         self._fk_checked = False
         self._robot_model = RobotModel.defaults(self.config.robot)
+        # the model and the backend it was handed to change together (the description may arrive while the
+        # loader thread creates the backend): one lock, and the loaded backend kept here, not in the scheduler
+        self._model_lock = threading.Lock()
+        self._model_backend: Any = None
         self._default_num_steps: int | None = None
         self.scheduler = GoalScheduler(
             latency_s=lambda: self.config.latency_ms / 1000.0, logger=self.get_logger()
@@ -110,14 +114,16 @@ class PolicyServerNode(Node):
             self._reload.set()
         elif "num_steps" in names:
             self._apply_num_steps(self.scheduler.backend)
-        if "robot" in names and not self._robot_model.from_arm:
-            self._robot_model = RobotModel.defaults(self.config.robot)
-            self._apply_robot_model(self.scheduler.backend)
+        if "robot" in names:
+            with self._model_lock:
+                if not self._robot_model.from_arm:
+                    self._robot_model = RobotModel.defaults(self.config.robot)
+                    self._apply_robot_model(self._model_backend)
 
     # ---- the arm's joint limits ----------------------------------------------------------------------------
     def _on_robot_description(self, urdf_text: str) -> None:
         try:
-            model = RobotModel.from_urdf(urdf_text)
+            model = RobotModel.from_urdf(urdf_text, default_robot=self.config.robot)
         except ValueError as exc:
             self.get_logger().error(f"ignored /robot_description: {exc}")
             return
@@ -125,8 +131,9 @@ class PolicyServerNode(Node):
             self.get_logger().info(
                 f"/robot_description is a {model.robot} (parameter robot: {self.config.robot})"
             )
-        self._robot_model = model
-        self._apply_robot_model(self.scheduler.backend)
+        with self._model_lock:
+            self._robot_model = model
+            self._apply_robot_model(self._model_backend)
 
     def _apply_robot_model(self, backend: Any) -> None:
         """Hand the current joint limits to ``backend`` (backends without ``set_robot_model`` ignore them)."""
@@ -166,7 +173,9 @@ class PolicyServerNode(Node):
             t0 = time.monotonic()
             try:
                 backend = make_backend(cfg.backend, cfg.factory_options())
-                self._apply_robot_model(backend)
+                with self._model_lock:
+                    self._model_backend = backend
+                    self._apply_robot_model(backend)
                 self._default_num_steps = int(getattr(backend, "num_steps", 0) or 0) or None
                 self._apply_num_steps(backend)
                 if cfg.warmup:

@@ -70,9 +70,13 @@ class RobotModel:
         return cls(robot, default_limits(robot), f"{robot} description defaults")
 
     @classmethod
-    def from_urdf(cls, urdf_text: str, source: str = "/robot_description") -> RobotModel:
-        """From a URDF (RobotModelError, a ValueError, naming the problem)."""
-        return cls(robot_from_urdf(urdf_text), limits_from_urdf(urdf_text), source, from_arm=True)
+    def from_urdf(
+        cls, urdf_text: str, source: str = "/robot_description", default_robot: str | None = None
+    ) -> RobotModel:
+        """From a URDF (RobotModelError, a ValueError, naming the problem); a description whose robot name is
+        not so100/so101 counts as ``default_robot`` (its limits are used all the same)."""
+        robot = robot_from_urdf(urdf_text, default_robot)
+        return cls(robot, limits_from_urdf(urdf_text), source, from_arm=True)
 
 
 def clamp_to_limits(
