@@ -437,6 +437,11 @@ def _write_images(sc: BagScan, planned: list[_PlannedEpisode], writer: DatasetWr
     if not eps:
         return
     cams = list(sc.cameras)
+    if not cams:  # a dataset without cameras (mapping `cameras: {}`)
+        for p in eps:
+            writer.begin_episode(p.task, p.sync.frames)
+            writer.end_episode(p.state, p.action)
+        return
     topic_cam = {s.topic: c for c, s in sc.cameras.items()}
     # per camera: the ordinal of each frame over all episodes, and how often each ordinal is used
     seq = {c: np.concatenate([p.ordinals[c] for p in eps]) for c in cams}
