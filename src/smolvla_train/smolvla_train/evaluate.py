@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             not args.no_progress,
         )
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         print(f"smolvla_train evaluate: error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(result, indent=2)

@@ -149,12 +149,28 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from smolvla_policy.model.checkpoint import CheckpointError
+    from smolvla_train.dataset import VideoDecodeError
     from smolvla_train.trainer import Trainer
 
     try:
         settings = settings_from_args(args)
         result = Trainer(settings).run()
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except KeyboardInterrupt:
+        print(
+            "smolvla_train finetune: interrupted; --resume continues from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        CheckpointError,
+        VideoDecodeError,
+        FloatingPointError,
+    ) as exc:
         print(f"smolvla_train finetune: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
