@@ -24,6 +24,7 @@ setup(
             "smolvla_train = smolvla_train.cli:main",
             "episode_recorder = smolvla_train.nodes.episode_recorder:main",
             "finetune = smolvla_train.finetune:main",
+            "viewer = smolvla_train.nodes.viewer:main",
             "bag2lerobot = smolvla_train.bag2lerobot:main",
             "lerobot2bag = smolvla_train.lerobot2bag:main",
         ],

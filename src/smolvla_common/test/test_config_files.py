@@ -24,6 +24,7 @@ TABLES = {
     "policy_server.yaml": "smolvla_policy.server.config:TABLE",
     "action_queue.yaml": "smolvla_policy.nodes.action_queue:PARAMETERS",
     "episode_recorder.yaml": "smolvla_train.nodes.episode_recorder:PARAMETERS",
+    "viewer.yaml": "smolvla_train.nodes.viewer:PARAMETERS",
 }
 #: YAML files in config/ that are not node parameter files.
 NOT_PARAMETER_FILES: set[str] = set()

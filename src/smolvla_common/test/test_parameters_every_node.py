@@ -74,6 +74,13 @@ NODES = [
         "smolvla_train.nodes.episode_recorder:PARAMETERS",
         {"out_dir": "<tmp>"},  # replaced by a temporary directory
     ),
+    NodeUnderTest(
+        "smolvla_train",
+        "viewer",
+        "viewer",
+        "smolvla_train.nodes.viewer:PARAMETERS",
+        {"serve": False},  # no web server (ports) needed to check parameters
+    ),
 ]
 IDS = [n.executable for n in NODES]
 

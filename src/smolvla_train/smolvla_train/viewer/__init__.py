@@ -1,0 +1,1 @@
+"""Rerun viewer of the suite (core without rclpy, local web server)."""
