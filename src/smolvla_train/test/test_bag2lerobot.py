@@ -311,3 +311,43 @@ def test_image_encodings_and_compressed_images(tmp_path: Path, image_format: str
         for k, img in enumerate(frames):
             p = [psnr(img, ref) for ref in pub.images[cam]]
             assert int(np.argmax(p)) == exp[cam][k] and p[exp[cam][k]] > min_psnr, (cam, k)
+
+
+def test_interrupted_conversion_leaves_nothing(sim_bag, tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C in the middle of the video pass: no dataset, no temporary directory."""
+    import smolvla_train.bag2lerobot as b2l
+
+    bag, _ = sim_bag
+    calls = {"n": 0}
+    real = b2l.decode_image
+
+    def interrupt_later(msg, msgtype):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+        return real(msg, msgtype)
+
+    monkeypatch.setattr(b2l, "decode_image", interrupt_later)
+    with pytest.raises(KeyboardInterrupt):
+        convert([bag], tmp_path / "ds", ConvertOptions(progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_files_roll_over_at_the_size_limit(sim_bag, tmp_path: Path, monkeypatch) -> None:
+    """A new mp4 starts at an episode boundary once the current one is over video_files_size_in_mb."""
+    import smolvla_train.lerobot_format as lf_mod
+
+    bag, pub = sim_bag
+    other = tmp_path / "other"
+    write_sim_bag(other, seconds=1.0, seed=4, events=False)
+    monkeypatch.setattr(lf_mod, "VIDEO_FILES_SIZE_IN_MB", 1e-6)
+    convert([bag, other], tmp_path / "ds", ConvertOptions(progress=False))
+    reader = DatasetReader(tmp_path / "ds")
+    e0, e1 = reader.episode(0), reader.episode(1)
+    key = lf.image_key("top")
+    assert e0.video[key][0].name == "file-000.mp4" and e1.video[key][0].name == "file-001.mp4"
+    assert e1.video[key][1] == 0.0  # the second episode starts its own file
+    assert len(list(reader.frames(e1, key))) == len(e1.state)
+    exp = expected_frames(pub, pub.start_ns, pub.end_ns)
+    frames = list(reader.frames(e0, key))
+    assert int(np.argmax([psnr(frames[-1], ref) for ref in pub.images["top"]])) == exp["top"][-1]
