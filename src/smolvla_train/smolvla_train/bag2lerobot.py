@@ -449,7 +449,6 @@ def _write_images(sc: BagScan, planned: list[_PlannedEpisode], writer: DatasetWr
     for c in cams:
         u, n = np.unique(seq[c], return_counts=True)
         uses[c] = dict(zip(u.tolist(), n.tolist()))
-    bounds = np.cumsum([0] + [p.sync.frames for p in eps])
     pos = dict.fromkeys(cams, 0)  # next frame to push, per camera
     cache: dict[str, dict[int, np.ndarray]] = {c: {} for c in cams}
     pending: dict[str, deque] = {c: deque() for c in cams}
@@ -487,7 +486,7 @@ def _write_images(sc: BagScan, planned: list[_PlannedEpisode], writer: DatasetWr
             return
 
     def writer_frames(c: str) -> int:
-        return writer._current.frames[lf.image_key(c)] if writer._current is not None else 0
+        return writer.frames_written(c)
 
     for topic, _, raw in sc.bag.messages(list(topic_cam)):
         bar.update(1)
@@ -513,7 +512,6 @@ def _write_images(sc: BagScan, planned: list[_PlannedEpisode], writer: DatasetWr
     if state["ep"] < len(eps):
         missing = {c: int(len(seq[c]) - pos[c]) for c in cams}
         raise ConversionError(f"{sc.bag.path}: images ended early (frames missing per camera: {missing})")
-    del bounds
 
 
 def convert(
@@ -592,7 +590,7 @@ def _convert(
                 )
                 writer = DatasetWriter(output, spec, append=opts.append, overwrite=opts.overwrite)
                 report["units"] = units_info
-            first = writer.episode_count + writer._first_episode
+            first = writer.next_episode_index
             _write_images(sc, planned, writer, opts.progress)
             eps_rep = []
             k = first

@@ -179,7 +179,17 @@ class DatasetWriter:
     # -- episodes -------------------------------------------------------------------------------------
     @property
     def episode_count(self) -> int:
+        """Episodes written by this writer (not counting an existing dataset's)."""
         return len(self._episodes)
+
+    @property
+    def next_episode_index(self) -> int:
+        """Index the next episode will get (continues an existing dataset's numbering)."""
+        return self._first_episode + len(self._episodes)
+
+    def frames_written(self, camera: str) -> int:
+        """Frames of ``camera`` given to the open episode so far (0 without an open episode)."""
+        return self._current.frames[lf.image_key(camera)] if self._current is not None else 0
 
     def begin_episode(self, task: str, length: int) -> int:
         if self._current is not None:
