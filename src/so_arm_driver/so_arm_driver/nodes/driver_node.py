@@ -243,6 +243,12 @@ class DriverNode(Node):
         problems = calib.validate(cal, JOINT_NAMES)
         if problems:
             raise DriverStartupError(f"calibration {path}: " + "; ".join(problems))
+        inverted = [n for n in JOINT_NAMES if cal[n].drive_mode]
+        if inverted:  # lerobot's SO-10x calibration always writes drive_mode 0
+            self.get_logger().warning(
+                f"calibration {path}: drive_mode 1 for {', '.join(inverted)} is not applied (radians follow "
+                "the raw direction, like lerobot's degrees); lerobot would invert the gripper's 0..100 %"
+            )
         return cal
 
     def _start_emulator(self, cal: calib.Calibration) -> str:
