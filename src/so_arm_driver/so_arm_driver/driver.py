@@ -12,10 +12,29 @@ limited to ``max_step`` rad per cycle) -> one sync write of Goal_Position.
 Failures never raise: a failed read skips that cycle's write and counts a consecutive error; after
 ``max_consecutive_errors`` the driver is in ERROR and stops writing; the first good read afterwards recovers
 it (goals reset to the present positions, the old command is dropped, so the arm does not jump).
+
+Reliability (issue 19):
+
+- **USB replug.** A serial I/O error (device unplugged) closes the port at once (a held file descriptor
+  would make the returning adapter a new device, ttyACM1); it is reopened every ``reconnect_period``
+  seconds until the device is back.
+- **Brown-out / power cycle.** Every servo's configuration (torque, lock, PID, acceleration, limits, homing
+  offset, gripper protection) is read back in one sync read after any failed cycle and every
+  ``verify_period`` seconds; a difference is logged and the configuration written again; torque is enabled
+  again (goals = the present pose, the command dropped) if it was on, else the failure is reported on
+  diagnostics and ``torque_enabled`` says what the servos say.
+- **No motion at connect.** Torque on (at connect and through :meth:`ArmDriver.set_torque`) holds the
+  present pose. A joint outside its calibrated range by more than ``max_step`` would run to the limit at full
+  servo speed (the servo clamps its goal to its own limits): torque is refused and the joints are named
+  (within ``max_step``, the clamp is one capped step and allowed).
+- **Truthful exit.** :meth:`ArmDriver.close` reports a torque off it could not do, also when the port is
+  gone.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections import deque
@@ -63,6 +82,11 @@ class DriverConfig:
     #: leader needs (lerobot's SO leader: torque off, return delay, acceleration, position mode, phase, the
     #: calibration's homing offset and limits), commands are refused.
     leader: bool = False
+    #: s between attempts to reopen a port that failed with an I/O error (USB adapter unplugged)
+    reconnect_period: float = 1.0
+    #: s between read-backs of every servo's configuration (one sync read; also after every failed cycle);
+    #: 0 = only after failed cycles
+    verify_period: float = 1.0
 
 
 @dataclass
@@ -126,6 +150,18 @@ class ArmDriver:
         self.recoveries = 0
         self.last_error = ""
         self.hardware_errors: dict[int, int] = {}
+        # recovery (issue 19)
+        self.torque_wanted = False  # torque on asked for (connect / set_torque): restored after a brown-out
+        self.torque_refused = ""  # why torque on was refused (a joint outside its range), "" if it was not
+        self.reconnects = 0  # port reopened after an I/O error
+        self.restorations = 0  # servo configuration found changed and written again
+        self.restore_error = ""  # the last restoration that did not complete
+        self.recovery_times: deque[float] = deque(maxlen=1000)  # s from the first failed cycle to OK again
+        self._failing_since: float | None = None
+        self._last_reopen = -math.inf
+        self._last_verify = -math.inf
+        self._last_restore_log = ("", -math.inf)
+        self.last_reopen_error = ""
         self.cycle_times: deque[float] = deque(maxlen=1000)
         self._read_names = ["Present_Position"]
         if self.config.read_velocity:
@@ -186,42 +222,50 @@ class ArmDriver:
             self.state = DriverState.OK
         if self.config.torque_on_connect and not self.config.leader:
             ok, msg = self.set_torque(True)
-            if not ok:
+            if not ok and self.torque_refused:
+                self._warn(msg)  # the node stays up, holding nothing (torque off), and says so
+            elif not ok:
                 raise DriverStartupError(msg)
 
     def _configure(self) -> None:
+        errors = self._configure_errors()
+        if errors:
+            raise DriverStartupError("configuration failed: " + "; ".join(map(str, errors)))
+
+    def _configured_registers(self, name: str) -> list[tuple[str, int]]:
+        """What the configuration writes into servo ``name`` (besides torque, lock, phase, calibration)."""
+        registers = [
+            ("Return_Delay_Time", 0),
+            ("Maximum_Acceleration", 254),
+            ("Acceleration", 254),
+            ("Operating_Mode", 0),
+        ]
+        if not self.config.leader:  # the follower's position loop and gripper protection
+            registers += [("P_Coefficient", 16), ("I_Coefficient", 0), ("D_Coefficient", 32)]
+        if name == self.config.gripper_joint and not self.config.leader:
+            registers += [("Max_Torque_Limit", 500), ("Protection_Current", 250), ("Overload_Torque", 25)]
+        return registers
+
+    @staticmethod
+    def _calibration_registers(cal: MotorCalibration) -> dict[str, int]:
+        lo, hi = (0, ct.MAX_RAW) if cal.wraps else (cal.range_min, cal.range_max)
+        return {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": lo, "Max_Position_Limit": hi}
+
+    def _configure_errors(self) -> list[busmod.BusError]:
+        """Torque off, then the configuration like lerobot's (returns the failed writes)."""
         errors: list[busmod.BusError] = []
         for name, cal in zip(self.config.joint_names, self.cals):
             i = cal.id
             w = self.bus.write
-            registers = [
-                ("Torque_Enable", 0),
-                ("Lock", 0),
-                ("Return_Delay_Time", 0),
-                ("Maximum_Acceleration", 254),
-                ("Acceleration", 254),
-                ("Operating_Mode", 0),
-            ]
-            if not self.config.leader:  # the follower's position loop and gripper protection
-                registers += [("P_Coefficient", 16), ("I_Coefficient", 0), ("D_Coefficient", 32)]
-            for reg, value in registers:
+            for reg, value in [("Torque_Enable", 0), ("Lock", 0), *self._configured_registers(name)]:
                 if (e := w(i, reg, value)) is not None:
                     errors.append(e)
             phase, e = self.bus.read(i, "Phase")
             if e is not None or phase & 0x10 and (e := w(i, "Phase", phase & ~0x10)) is not None:
                 errors.append(e)
-            if name == self.config.gripper_joint and not self.config.leader:
-                for reg, value in (
-                    ("Max_Torque_Limit", 500),
-                    ("Protection_Current", 250),
-                    ("Overload_Torque", 25),
-                ):
-                    if (e := w(i, reg, value)) is not None:
-                        errors.append(e)
             if self.config.write_calibration:
                 errors += self._sync_calibration(name, cal)
-        if errors:
-            raise DriverStartupError("configuration failed: " + "; ".join(map(str, errors)))
+        return errors
 
     def _sync_calibration(self, name: str, cal: MotorCalibration) -> list[busmod.BusError]:
         """Write the file's homing offset and position limits into the servo if they differ (like lerobot)."""
@@ -230,8 +274,7 @@ class ArmDriver:
                 f"servo id {cal.id} ({name}): calibrated range {cal.range_min}..{cal.range_max} crosses the "
                 "0/4095 seam; the servo cannot move across it in position mode: run so_arm_calibrate"
             )
-        lo, hi = (0, ct.MAX_RAW) if cal.wraps else (cal.range_min, cal.range_max)
-        wanted = {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": lo, "Max_Position_Limit": hi}
+        wanted = self._calibration_registers(cal)
         errors = []
         for reg, value in wanted.items():
             current, e = self.bus.read(cal.id, reg)
@@ -251,6 +294,20 @@ class ArmDriver:
         torque-off writes (empty: torque is off on every servo, or torque off on exit is not configured)."""
         errs: list[busmod.BusError] = []
         with self._lock:
+            if not self.bus.is_open and self.state != DriverState.DISCONNECTED:
+                try:  # closed after an I/O error: the adapter may be back
+                    self.bus.open()
+                except busmod.BusOpenError as exc:
+                    if self.config.disable_torque_on_exit:
+                        errs = [
+                            busmod.BusError(
+                                None,
+                                "Torque_Enable",
+                                busmod.ERR_NOT_OPEN,
+                                f"port gone, torque not turned off: {exc}",
+                            )
+                        ]
+                        self._warn("torque off on exit failed: " + "; ".join(map(str, errs)))
             if self.bus.is_open and self.config.disable_torque_on_exit:
                 errs = self._torque_writes(False)
                 for _ in range(2):  # a lost status packet must not leave a servo powered: retry those
@@ -341,6 +398,15 @@ class ArmDriver:
         self.follower.hold(position)
 
     def _fail(self, errors: Sequence[busmod.BusError], what: str) -> None:
+        if self.consecutive_errors == 0:
+            self._failing_since = time.monotonic()
+        if any(e.code == busmod.ERR_IO for e in errors) and self.bus.is_open:
+            # release the device at once: a held descriptor makes the replugged adapter a new device node
+            self.bus.close()
+            self._last_reopen = -math.inf
+            self._warn(
+                f"serial I/O error on {self.bus.port_name} ({self.bus.last_io_error}): port closed, reopening"
+            )
         self.consecutive_errors += 1
         self.last_error = f"{what}: " + "; ".join(str(e) for e in errors[:3])
         if self.consecutive_errors == self.config.max_consecutive_errors and self.state != DriverState.ERROR:
@@ -349,23 +415,125 @@ class ArmDriver:
                 f"{self.consecutive_errors} consecutive failed cycles, stopped writing: {self.last_error}"
             )
 
+    def _reopen(self, t: float) -> busmod.BusError | None:
+        """Reopen a port closed after an I/O error (at most every ``reconnect_period`` s)."""
+        if t - self._last_reopen >= self.config.reconnect_period:
+            self._last_reopen = t
+            try:
+                self.bus.open()
+            except busmod.BusOpenError as exc:
+                self.last_reopen_error = str(exc)
+            else:
+                self.reconnects += 1
+                self._info(f"port {self.bus.port_name} reopened (reconnect {self.reconnects})")
+                return None
+        return busmod.BusError(
+            None,
+            None,
+            busmod.ERR_NOT_OPEN,
+            f"port {self.bus.port_name} closed after an I/O error (unplugged?); reopening every "
+            f"{self.config.reconnect_period:g} s",
+        )
+
+    def _check_configuration(self) -> list[str] | list[busmod.BusError]:
+        """Read every servo's configuration back (one sync read): the differences from what the driver wrote
+        (and from the torque state it believes), or the read errors."""
+        names = {"Torque_Enable"}
+        if self.config.configure_motors:
+            names |= {"Lock", "Phase"}
+            for name in self.config.joint_names:
+                names |= {reg for reg, _ in self._configured_registers(name)}
+            if self.config.write_calibration:
+                names |= {"Homing_Offset", "Min_Position_Limit", "Max_Position_Limit"}
+        res = self.bus.sync_read(sorted(names, key=lambda n: ct.register(n).address), self.ids)
+        if not res.ok:
+            return res.errors
+        diffs: list[str] = []
+        for name, cal in zip(self.config.joint_names, self.cals):
+            got = res.values[cal.id]
+            want = {"Torque_Enable": int(self.torque_enabled)}
+            if self.config.configure_motors:
+                want["Lock"] = int(self.torque_enabled)
+                want.update(self._configured_registers(name))
+                if self.config.write_calibration:
+                    want.update(self._calibration_registers(cal))
+                if got["Phase"] & 0x10:
+                    diffs.append(f"id {cal.id} ({name}) Phase 0x{got['Phase']:02x}")
+            diffs += [
+                f"id {cal.id} ({name}) {reg} {got[reg]}, expected {value}"
+                for reg, value in want.items()
+                if got[reg] != value
+            ]
+        return diffs
+
+    def _restore(self, diffs: Sequence[str]) -> list[busmod.BusError]:
+        """The servos lost (part of) their configuration: write it again, torque on again if it was."""
+        self.restorations += 1
+        text = "; ".join(diffs[:4]) + (f"; ... ({len(diffs)} differences)" if len(diffs) > 4 else "")
+        t = time.monotonic()
+        if text != self._last_restore_log[0] or t - self._last_restore_log[1] > 5.0:
+            self._last_restore_log = (text, t)
+            self._warn(f"servo configuration changed (brown-out or power cycle?): {text}; restoring it")
+        self.torque_enabled = False
+        errors = self._configure_errors() if self.config.configure_motors else self._torque_writes(False)
+        if errors:
+            self.restore_error = "restoring the configuration failed: " + "; ".join(map(str, errors[:3]))
+            return errors
+        self.restore_error = ""
+        if self.torque_wanted and not self.config.leader:
+            ok, msg = self._enable_torque()
+            if not ok:
+                self.restore_error = "configuration restored, torque left off: " + msg
+                self._error(self.restore_error)
+                return []
+        self._info(
+            "servo configuration restored"
+            + (": torque on, holding the present position" if self.torque_enabled else " (torque off)")
+        )
+        return []
+
     def cycle(self, now: float | None = None) -> CycleResult:
         """One read-clamp-write cycle (never raises on bus errors)."""
         t0 = time.monotonic()
         with self._lock:
             self.cycles += 1
+            if not self.bus.is_open and (err := self._reopen(t0)) is not None:
+                self.read_errors += 1
+                self._fail([err], "read")
+                return CycleResult(None, False, errors=[err], duration=time.monotonic() - t0)
             sample = self._read_sample()
             if isinstance(sample, list):
                 self.read_errors += 1
                 self._fail(sample, "read")
                 return CycleResult(None, False, errors=list(sample), duration=time.monotonic() - t0)
+            verify = self.consecutive_errors > 0 or self.state == DriverState.ERROR
+            if self.config.verify_period > 0 and t0 - self._last_verify >= self.config.verify_period:
+                verify = True
+            if verify:
+                diffs = self._check_configuration()
+                if diffs and isinstance(diffs[0], busmod.BusError):
+                    self.read_errors += 1
+                    self._fail(diffs, "configuration read-back")  # type: ignore[arg-type]
+                    return CycleResult(None, False, errors=list(diffs), duration=time.monotonic() - t0)
+                self._last_verify = t0
+                if diffs:
+                    errors = self._restore(diffs)  # type: ignore[arg-type]
+                    sample = errors if errors else self._read_sample()  # the homing offset may be new
+                    if isinstance(sample, list):
+                        self.write_errors += 1
+                        self._fail(sample, "restore")
+                        return CycleResult(None, False, errors=list(sample), duration=time.monotonic() - t0)
+                    self._reset_goals(sample.position)
             self.last_sample = sample
             if self.state == DriverState.ERROR:
                 self.recoveries += 1
                 self.state = DriverState.OK
                 self._reset_goals(sample.position)
+                if self._failing_since is not None:
+                    self.recovery_times.append(time.monotonic() - self._failing_since)
                 self._info("bus answers again: recovered, holding the present position")
             self.consecutive_errors = 0
+            self._failing_since = None
             if not self.torque_enabled:
                 self._reset_goals(sample.position)
                 return CycleResult(sample, False, duration=time.monotonic() - t0)
@@ -395,26 +563,61 @@ class ArmDriver:
                     errors.append(e)
         return errors
 
+    def out_of_range(self, position: Sequence[float]) -> str:
+        """The joints farther than ``max_step`` outside their calibrated range ("" if none): torque on would
+        run them to the limit at full servo speed (the servo clamps its goal to its position limits)."""
+        far = []
+        for name, q, (lo, hi) in zip(self.config.joint_names, position, self.limits):
+            excess = max(lo - q, q - hi)
+            if excess > self.config.max_step + 1e-9:
+                far.append(
+                    f"{name} at {q:.3f} rad is {excess:.3f} rad outside its range [{lo:.3f}, {hi:.3f}]"
+                )
+        return "; ".join(far)
+
+    def _enable_torque(self) -> tuple[bool, str]:
+        sample = self._read_sample()
+        if isinstance(sample, list):
+            return False, "torque on refused, cannot read positions: " + "; ".join(map(str, sample))
+        far = self.out_of_range(sample.position)
+        if far:
+            self.torque_refused = (
+                f"torque on refused: {far}; the servo would run to its limit at full speed (more than "
+                f"max_step {self.config.max_step:g} rad): move the joint into its range by hand, then call "
+                "~/set_torque"
+            )
+            return False, self.torque_refused
+        self._reset_goals(sample.position)
+        raw = {cal.id: cal.from_radians(q) for cal, q in zip(self.cals, self.follower.goal)}
+        errors = self.bus.write_all("Goal_Position", raw)
+        if not errors:
+            errors = self._torque_writes(True)
+        if errors:
+            return False, "torque on failed: " + "; ".join(map(str, errors))
+        self.torque_enabled = True
+        self.torque_refused = ""
+        return True, "torque enabled"
+
     def set_torque(self, enable: bool) -> tuple[bool, str]:
-        """Torque on (goals first set to the present pose, no jump) or off. Returns (success, message)."""
+        """Torque on (goals first set to the present pose, no jump; refused when a joint is outside its range
+        by more than ``max_step``) or off. Returns (success, message)."""
         with self._lock:
             if enable and self.config.leader:
                 return False, "torque on refused: this is a leader arm (moved by hand, torque stays off)"
+            if not self.bus.is_open:
+                return False, f"torque {'on' if enable else 'off'} failed: port closed (reconnecting)"
             if enable:
-                sample = self._read_sample()
-                if isinstance(sample, list):
-                    return False, "torque on refused, cannot read positions: " + "; ".join(map(str, sample))
-                self._reset_goals(sample.position)
-                raw = {cal.id: cal.from_radians(q) for cal, q in zip(self.cals, self.follower.goal)}
-                errors = self.bus.write_all("Goal_Position", raw)
-                if not errors:
-                    errors = self._torque_writes(True)
-            else:
-                errors = self._torque_writes(False)
+                ok, msg = self._enable_torque()
+                if ok:
+                    self.torque_wanted = True
+                return ok, msg
+            errors = self._torque_writes(False)
+            self.torque_wanted = False
             if errors:
-                return False, f"torque {'on' if enable else 'off'} failed: " + "; ".join(map(str, errors))
-            self.torque_enabled = enable
-            return True, f"torque {'enabled' if enable else 'disabled'}"
+                return False, "torque off failed: " + "; ".join(map(str, errors))
+            self.torque_enabled = False
+            self.torque_refused = ""
+            return True, "torque disabled"
 
     # -- status ------------------------------------------------------------------------------------
     def cycle_time_stats(self) -> dict[str, float]:
@@ -440,6 +643,9 @@ class ArmDriver:
                 "write_errors": str(self.write_errors),
                 "consecutive_errors": str(self.consecutive_errors),
                 "recoveries": str(self.recoveries),
+                "reconnects": str(self.reconnects),
+                "restorations": str(self.restorations),
+                "torque_wanted": str(self.torque_wanted),
                 "rejected_commands": str(self.rejected_commands),
                 "last_error": self.last_error,
                 "last_command_error": self.last_command_error,
@@ -457,10 +663,48 @@ class ArmDriver:
                 return "ERROR", f"bus failing, not writing: {self.last_error}", values
             if self.state == DriverState.DISCONNECTED:
                 return "ERROR", "disconnected", values
+            if self.restore_error:
+                return "ERROR", self.restore_error, values
+            if self.torque_refused and not self.torque_enabled:
+                return "WARN", self.torque_refused, values
             if self.consecutive_errors or self.hardware_errors:
                 msg = self.last_error or "servo alarm " + str(self.hardware_errors)
                 return "WARN", msg, values
             return "OK", "holding position" if self.watchdog_active else "following commands", values
+
+
+def rejection_key(reason: str) -> str:
+    """The kind of a command rejection: its text without the values (numbers, lists, names in brackets,
+    exception arguments), so "point 3: non-finite value" and "point 7: non-finite value" are one kind."""
+    return re.sub(r"\s+", " ", re.sub(r"[\[(].*|\d+(\.\d*)?(e-?\d+)?", "", reason)).strip()[:80]
+
+
+class ThrottledLog:
+    """Log a message at most once per ``period`` seconds *per kind* (issue 19: a NaN command right after a
+    wrong-name one was never logged when one throttle covered every reason); suppressed ones are counted
+    and the count is added to the next message of that kind. At most ``max_kinds`` kinds are remembered."""
+
+    def __init__(self, log, period: float = 1.0, max_kinds: int = 64) -> None:  # type: ignore[no-untyped-def]
+        self.log = log  # callable(str)
+        self.period = period
+        self.max_kinds = max_kinds
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (time logged, suppressed since)
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str, kind: str | None = None, now: float | None = None) -> bool:
+        """Log ``message`` unless one of its kind was logged less than ``period`` ago; True if logged."""
+        kind = rejection_key(message) if kind is None else kind
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            last, suppressed = self._last.get(kind, (-math.inf, 0))
+            if now - last < self.period:
+                self._last[kind] = (last, suppressed + 1)
+                return False
+            if kind not in self._last and len(self._last) >= self.max_kinds:
+                self._last.pop(min(self._last, key=lambda k: self._last[k][0]))
+            self._last[kind] = (now, 0)
+        self.log(message + (f" (and {suppressed} more like it)" if suppressed else ""))
+        return True
 
 
 def sample_to_dict(names: Sequence[str], sample: JointSample) -> Mapping[str, float]:
