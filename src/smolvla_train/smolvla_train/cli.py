@@ -44,6 +44,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "smolvla_train.recording.bag:recover_main",
         "finish the partial episode bags a crashed episode_recorder left in a directory",
     ),
+    "view": (
+        "smolvla_train.viewer.replay:main",
+        "show a LeRobot v3.0 dataset or a rosbag2 bag in Rerun's web viewer (127.0.0.1)",
+    ),
 }
 
 
