@@ -180,3 +180,54 @@ def test_teleop_holds_when_the_leader_goes_silent_and_resumes() -> None:
     resumed = core.tick(5.01)
     assert not resumed.holding and resumed.command == pytest.approx([0.2] * 6)
     assert core.stop()[0] and core.tick(5.02).command is None
+
+
+# -- so_arm_calibrate --leader -------------------------------------------------------------------------------
+def test_calibrate_leader_writes_lerobots_leader_file_and_never_enables_torque(tmp_path, monkeypatch, capsys):
+    """``so_arm_calibrate --leader`` records like the follower's procedure, into lerobot's teleoperator
+    location, and the leader's torque register is never written 1; the file then drives a leader driver."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from so_arm_driver import calibrate_cli as cli
+
+    middle = {1: 2048, 2: 2100, 3: 1900, 4: 2048, 5: 3000, 6: 2500}
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path / "calibration"))
+    with Emulator(positions=middle) as emu:
+        log = WriteLog(emu)
+        stop = threading.Event()
+
+        def move() -> None:  # a person sweeping the joints by hand
+            t0 = time.monotonic()
+            while not stop.is_set():
+                s = np.sin(2 * np.pi * (time.monotonic() - t0) / 0.3)
+                for motor_id, amp in ((1, 900), (2, 800), (3, 700), (4, 600), (6, 500)):
+                    emu.set_actual(motor_id, middle[motor_id] + amp * s)
+                time.sleep(0.002)
+
+        mover = threading.Thread(target=move, daemon=True)
+        mover.start()
+        try:
+            rc = cli.main(
+                ["--leader", "--port", emu.port, "--robot-id", "my_leader", "--yes", "--sweep-seconds", "0.8"]
+            )
+        finally:
+            stop.set()
+            mover.join()
+        for motor_id, raw in middle.items():  # back inside the swept range (the last move may be past it)
+            emu.set_actual(motor_id, raw)
+        assert rc == 0, capsys.readouterr()
+        path = tmp_path / "calibration" / "teleoperators" / "so_leader" / "my_leader.json"
+        assert path == calib.default_leader_calibration_path("my_leader") and path.is_file()
+        cal = calib.load(path)
+        assert list(cal) == list(JOINT_NAMES)
+        leader = ArmDriver(FeetechBus(emu.port, retries=2), cal, DriverConfig(leader=True))
+        leader.connect()
+        try:
+            sample = read(leader)
+            assert all(lo - 1e-9 <= q <= hi + 1e-9 for q, (lo, hi) in zip(sample.position, leader.limits))
+        finally:
+            leader.close()
+    assert log.torque_on_writes() == []
