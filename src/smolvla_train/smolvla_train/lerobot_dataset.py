@@ -11,6 +11,7 @@ and the tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -110,15 +111,17 @@ class DatasetWriter:
     def __init__(self, root: str | Path, spec: DatasetSpec, append: bool = False, overwrite: bool = False):
         self.root = Path(root).absolute()
         self.spec = spec
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.root)  # one writer per dataset at a time
         self.append = append and self.root.exists()
         if self.root.exists() and not self.append and not overwrite:
+            _unlock(self._lock)
             raise DatasetError(
                 f"{self.root} exists (use --append to add episodes or --overwrite to replace it)"
             )
         self.settings = encoder_settings(spec.codec, spec.crf, spec.gop, spec.preset)
         self.features = spec.features()
         self.tmp = self.root.parent / f".{self.root.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.root.parent.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir()
         self._existing_info: dict[str, Any] | None = None
         self._episodes: list[_Episode] = []
@@ -138,6 +141,7 @@ class DatasetWriter:
                 self._prepare_append()
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            _unlock(self._lock)
             raise
 
     # -- append ---------------------------------------------------------------------------------------
@@ -357,7 +361,10 @@ class DatasetWriter:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)  # may be a hard link into the existing dataset
             target.write_bytes(data)
-        self._commit()
+        try:
+            self._commit()
+        finally:
+            _unlock(self._lock)
         return self.root
 
     def _global_stats(
@@ -414,6 +421,31 @@ class DatasetWriter:
         for vw in self._videos.values():
             vw.abort()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        _unlock(self._lock)
+
+
+def _lock(root: Path) -> Any:
+    """An exclusive lock on ``.<name>.lock`` next to the dataset (DatasetError if another writer holds it)."""
+    import fcntl
+
+    path = root.parent / f".{root.name}.lock"
+    fh = open(path, "a+")  # noqa: SIM115 - held until _unlock
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise DatasetError(f"another conversion is writing {root} (lock {path})") from None
+    return (fh, path)
+
+
+def _unlock(lock: Any) -> None:
+    if lock is None:
+        return
+    fh, path = lock
+    if not fh.closed:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()
 
 
 def _nested(v: Any) -> Any:

@@ -351,3 +351,17 @@ def test_video_files_roll_over_at_the_size_limit(sim_bag, tmp_path: Path, monkey
     exp = expected_frames(pub, pub.start_ns, pub.end_ns)
     frames = list(reader.frames(e0, key))
     assert int(np.argmax([psnr(frames[-1], ref) for ref in pub.images["top"]])) == exp["top"][-1]
+
+
+def test_a_second_writer_of_the_same_dataset_is_refused(sim_bag, tmp_path: Path) -> None:
+    from smolvla_train.lerobot_dataset import DatasetError, DatasetSpec, DatasetWriter
+
+    bag, _ = sim_bag
+    first = DatasetWriter(tmp_path / "ds", DatasetSpec(fps=30, joint_names=("a",), cameras={}))
+    try:
+        with pytest.raises(DatasetError, match="another conversion"):
+            convert([bag], tmp_path / "ds", ConvertOptions(progress=False))
+    finally:
+        first.abort()
+    convert([bag], tmp_path / "ds", ConvertOptions(progress=False))  # free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
