@@ -17,6 +17,7 @@ launch files; tests excluded) are read with ``ast`` (every ``import``, also the 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -93,6 +94,14 @@ def ros_packages() -> set[str]:
     return names
 
 
+@functools.cache
+def installed_distributions() -> dict[str, list[str]]:
+    """Top-level module -> the installed distributions that provide it (e.g. rerun -> rerun-sdk)."""
+    import importlib.metadata
+
+    return dict(importlib.metadata.packages_distributions())
+
+
 def requirement_names() -> set[str]:
     names = set()
     for line in (REPO / "requirements.txt").read_text().splitlines():
@@ -126,8 +135,9 @@ def test_package_xml_run_dependencies_match_the_imports(pkg: str) -> None:
         if mod in ROSDEP_KEYS:
             assert ROSDEP_KEYS[mod] in deps, f"{pkg} imports {mod}: add <exec_depend>{ROSDEP_KEYS[mod]}"
         else:
-            dist = DISTRIBUTIONS.get(mod, mod).lower().replace("_", "-")
-            assert dist in requirements, (
+            names = [DISTRIBUTIONS.get(mod, mod), *installed_distributions().get(mod, [])]
+            dists = {n.lower().replace("_", "-") for n in names}
+            assert dists & requirements, (
                 f"{pkg} imports {mod}, which is neither a rosdep key nor in requirements"
             )
     for key in sorted(d for d in deps if d.startswith("python3-") and d != "python3-pytest"):
