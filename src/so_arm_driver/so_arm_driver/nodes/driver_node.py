@@ -39,7 +39,7 @@ from so_arm_description.robot_model import build_urdf
 from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
-from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError
+from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError, ThrottledLog
 
 EMULATED = "emulated"
 ROBOTS = ("so100", "so101")
@@ -163,6 +163,25 @@ PARAMETERS = ParameterTable(
             read_only=True,
         ),
         Param(
+            "reconnect_period",
+            1.0,
+            "After a serial I/O error (USB adapter unplugged) the port is closed and reopened this often "
+            "until the device is back [s]; give a stable port name (/dev/serial/by-id/...).",
+            "double",
+            0.05,
+            60.0,
+        ),
+        Param(
+            "verify_period",
+            1.0,
+            "Read back every servo's configuration (torque, PID, limits, gripper protection; one sync read) "
+            "this often and after every failed cycle, restore it after a brown-out [s]; 0 = only after "
+            "failed cycles.",
+            "double",
+            0.0,
+            3600.0,
+        ),
+        Param(
             "diagnostics_period",
             1.0,
             "/diagnostics period [s] (also published at once on a state change).",
@@ -195,6 +214,8 @@ class DriverNodeConfig:
     read_temperature: bool
     joint_names: list[str]
     leader: bool
+    reconnect_period: float
+    verify_period: float
     diagnostics_period: float
 
 
@@ -211,7 +232,10 @@ class DriverNode(Node):
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self.driver: ArmDriver | None = None
         self._last_level: str | None = None
-        self._last_reject_log = 0.0
+        # rejected commands logged at most once a second per kind of reason (issue 19)
+        self._log_rejection = ThrottledLog(
+            lambda m: self.get_logger().warning(f"ignored /joint_commands message: {m}"), period=1.0
+        )
         self._cycle_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._io_group = MutuallyExclusiveCallbackGroup()
@@ -324,6 +348,8 @@ class DriverNode(Node):
             read_temperature=self.cfg.read_temperature,
             disable_torque_on_exit=self.cfg.disable_torque_on_exit,
             leader=self.cfg.leader,
+            reconnect_period=self.cfg.reconnect_period,
+            verify_period=self.cfg.verify_period,
         )
 
     # -- parameters -----------------------------------------------------------------------------------------
@@ -336,6 +362,8 @@ class DriverNode(Node):
                 "command_timeout",
                 "max_consecutive_errors",
                 "disable_torque_on_exit",
+                "reconnect_period",
+                "verify_period",
             ):
                 setattr(self.driver.config, name, value)
         if "rate" in changes and self.timer is not None:
@@ -350,8 +378,9 @@ class DriverNode(Node):
 
     def _on_cycle(self) -> None:
         assert self.driver is not None
-        level_before = self.driver.state
-        res = self.driver.cycle()
+        d = self.driver
+        before = (d.state, d.torque_enabled, d.restorations, d.reconnects, d.restore_error)
+        res = d.cycle()
         if res.sample is not None:
             msg = JointState()
             msg.header.stamp = self._ros_stamp(res.sample.capture_time)
@@ -360,14 +389,8 @@ class DriverNode(Node):
             msg.velocity = res.sample.velocity
             msg.effort = res.sample.effort
             self.joint_pub.publish(msg)
-        if self.driver.state != level_before:
-            self._publish_diagnostics()
-
-    def _log_rejection(self, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._last_reject_log > 1.0:
-            self._last_reject_log = now
-            self.get_logger().warning(f"ignored /joint_commands message: {reason}")
+        if (d.state, d.torque_enabled, d.restorations, d.reconnects, d.restore_error) != before:
+            self._publish_diagnostics()  # at once on a state change (failure, recovery, restoration)
 
     def _on_command(self, msg: JointTrajectory) -> None:
         assert self.driver is not None
