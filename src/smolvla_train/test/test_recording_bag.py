@@ -335,3 +335,31 @@ def test_crash_leaves_a_readable_partial_bag_that_recovers(tmp_path: Path) -> No
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["custom_data"]["smolvla.outcome"] == "partial"
     assert meta["custom_data"]["smolvla.task"] == "crash test"
+
+
+def test_write_backlog_overflow_is_counted_as_lost(tmp_path: Path) -> None:
+    """A stalled disk: beyond max_queue_mb of backlog, messages are dropped and counted, never blocking."""
+    import threading
+
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path), max_queue_mb=0.05))  # ~52 KB backlog
+    rec.register_topic("/cameras/top/image_raw", "sensor_msgs/msg/Image", [QOS])
+    rec.start("task", T0)
+    entered, release = threading.Event(), threading.Event()
+
+    def stall() -> None:
+        entered.set()
+        release.wait(60.0)
+
+    stalled = threading.Thread(target=lambda: rec._call(stall, 60.0), daemon=True)
+    stalled.start()
+    assert entered.wait(10.0)  # the writer thread now waits: nothing leaves the queue
+    frame = _image(0)  # 64x48 rgb8: 9.3 KB
+    for i in range(20):
+        rec.on_message("/cameras/top/image_raw", frame, T0 + i, seq=i + 1)
+    release.set()
+    stalled.join(10.0)
+    res = rec.end(T0 + 10**9, "unknown")
+    rec.close()
+    kept = res.counts["/cameras/top/image_raw"]
+    assert 0 < kept < 20 and res.dropped == 20 - kept == res.lost_by_topic["/cameras/top/image_raw"]
+    assert kept * len(frame) <= 0.05 * 1024 * 1024 + len(frame)
