@@ -295,11 +295,18 @@ class SimTeleop:
         return state["sent"], success
 
     def end_recording(self, success: bool, result_future, timeout: float = 120.0):  # type: ignore[no-untyped-def]
-        response = self._wait_future(
-            self.end_client.call_async(self._SetBool.Request(data=bool(success))), timeout, "~/end_episode"
-        )
+        """End the episode with its outcome; returns (error or "", RecordEpisode result)."""
+        error = ""
+        if not result_future.done():  # (the recorder's own time limit may have ended it already)
+            response = self._wait_future(
+                self.end_client.call_async(self._SetBool.Request(data=bool(success))),
+                timeout,
+                "~/end_episode",
+            )
+            if not response.success and not result_future.done():
+                error = response.message
         result = self._wait_future(result_future, timeout, "RecordEpisode result").result
-        return response, result
+        return ("" if result.bag_path else error), result
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5.0)
@@ -381,10 +388,11 @@ def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
                 parts = message.split()
                 if "seed" in parts:
                     seed = int(parts[parts.index("seed") + 1])
-            handle, result_future = teleop.start_recording(task_text, cfg.time_limit)
+            # the recorder's time limit: a safety net behind the teleoperator's (which sets the outcome)
+            handle, result_future = teleop.start_recording(task_text, cfg.time_limit + 10.0)
             del handle
             sent, success = teleop.run_expert(cfg.time_limit)
-            response, result = teleop.end_recording(success, result_future)
+            end_error, result = teleop.end_recording(success, result_future)
             rec = SimEpisodeRecord(
                 episode_index=int(result.episode_index),
                 seed=seed,
@@ -395,7 +403,7 @@ def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
                 counts=dict(zip(result.topics, (int(c) for c in result.message_counts))),
                 dropped=int(result.dropped),
                 duration=float(result.duration),
-                error=result.error or ("" if response.success else response.message),
+                error=result.error or end_error,
             )
             records.append(rec)
             with open(out_dir / "record_sim.jsonl", "a") as f:
