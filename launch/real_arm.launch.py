@@ -25,6 +25,7 @@ from smolvla_policy.launch_common import (
     policy_server_node,
     rviz,
     string,
+    viewer,
 )
 
 
@@ -76,4 +77,17 @@ def generate_launch_description() -> LaunchDescription:
     ]
     server = policy_server_node(condition=IfCondition(LaunchConfiguration("policy_server")))
     # launch_description() checks every node before the first one starts (issue 18)
-    return launch_description([*args, *dds_profile(), *rviz(), driver, *cameras, server, action_queue_node()])
+    viewer_argument, viewer_node = viewer()
+    return launch_description(
+        [
+            *args,
+            *dds_profile(),
+            viewer_argument,
+            *rviz(),
+            viewer_node,
+            driver,
+            *cameras,
+            server,
+            action_queue_node(),
+        ]
+    )

@@ -25,6 +25,7 @@ from smolvla_policy.launch_common import (
     policy_server_node,
     rviz,
     string,
+    viewer,
 )
 
 
@@ -67,7 +68,17 @@ def generate_launch_description() -> LaunchDescription:
         ],
     )
     sim_time = {"use_sim_time": boolean("use_sim_time")}
+    viewer_argument, viewer_node = viewer(sim_time)
     # rviz2 first among the nodes: launch_description() checks every node before the first one starts
     return launch_description(
-        [*args, *dds_profile(), *rviz(), sim, policy_server_node(sim_time), action_queue_node(sim_time)]
+        [
+            *args,
+            *dds_profile(),
+            viewer_argument,
+            *rviz(),
+            viewer_node,
+            sim,
+            policy_server_node(sim_time),
+            action_queue_node(sim_time),
+        ]
     )

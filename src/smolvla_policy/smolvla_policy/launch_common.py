@@ -288,6 +288,32 @@ def action_queue_node(extra: dict[str, Any] | None = None) -> Any:
     return node("smolvla_policy", "action_queue", "action_queue", [config_file("action_queue.yaml"), params])
 
 
+def viewer(extra: dict[str, Any] | None = None) -> list[Any]:
+    """``[argument, node]``: the ``viewer`` argument and the Rerun ``viewer`` node (off by default;
+    smolvla_train): the loop in a web browser at http://127.0.0.1:9090 (config/viewer.yaml). Not required:
+    its exit leaves the rest running. Put the argument before the first node (check_nodes evaluates every
+    node's condition there)."""
+    from launch.actions import DeclareLaunchArgument
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration
+
+    return [
+        DeclareLaunchArgument(
+            "viewer",
+            default_value="false",
+            description="start the Rerun web viewer on 127.0.0.1:9090 (true | false)",
+        ),
+        node(
+            "smolvla_train",
+            "viewer",
+            "viewer",
+            [config_file("viewer.yaml"), {"robot": string("robot"), **(extra or {})}],
+            condition=IfCondition(LaunchConfiguration("viewer")),
+            required=False,
+        ),
+    ]
+
+
 def rviz() -> list[Any]:
     """The ``rviz`` argument and an rviz2 node (off by default) showing the predicted gripper path of each
     chunk and the cameras (config/smolvla.rviz). Not required: closing rviz2 leaves the rest running."""

@@ -22,6 +22,7 @@ It serves the result on 127.0.0.1 (``--web-port``, default 9090) until Ctrl-C, a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,10 @@ def log_dataset(
     return chosen
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _text(text: str) -> Any:
     import rerun as rr
 
@@ -251,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if server is not None:
             print(f"smolvla_train view: serving on {server.url} until Ctrl-C", flush=True)
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 while server.process.poll() is None:
                     time.sleep(0.5)

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -33,16 +32,31 @@ class ViewerServerError(RuntimeError):
 
 
 def rerun_executable() -> str:
-    """The ``rerun`` command next to this Python (the venv's), else on PATH."""
-    here = Path(sys.executable).with_name("rerun")
-    if here.exists():
-        return str(here)
-    found = shutil.which("rerun")
-    if not found:
-        raise ViewerServerError(
-            "the 'rerun' executable was not found (pip install rerun-sdk, see requirements.txt)"
-        )
-    return found
+    """The ``rerun`` binary of the installed ``rerun-sdk`` wheel (``rerun_cli/rerun``; the ``rerun`` script
+    in the venv's bin/ is a Python wrapper whose child would outlive a terminated wrapper)."""
+    try:
+        import rerun_cli
+
+        binary = Path(rerun_cli.__file__).with_name("rerun")
+        if binary.is_file():
+            return str(binary)
+    except ImportError:
+        pass
+    raise ViewerServerError(
+        "the rerun executable was not found (pip install rerun-sdk, see requirements.txt)"
+    )
+
+
+def _die_with_parent() -> None:
+    """Child process: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a killed node leaves
+    no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -145,7 +159,9 @@ def start_server(
         "--hide-welcome-screen",
     ]
     out = log if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     server = ViewerServer(proc, grpc_port, web_port, config_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
