@@ -159,10 +159,12 @@ class DatasetWriter:
             raise DatasetError(
                 f"cannot append: the dataset has features this run does not write: {sorted(extra)}"
             )
-        if info.get(lf.UNITS_KEY, {}).get("kind") != (self.spec.units or {}).get("kind"):
+        # a dataset without smolvla_units was written (or last rewritten) by lerobot: lerobot's units
+        old_units = (info.get(lf.UNITS_KEY) or {}).get("kind", "lerobot")
+        new_units = (self.spec.units or {}).get("kind", "lerobot")
+        if old_units != new_units:
             raise DatasetError(
-                f"cannot append: units {info.get(lf.UNITS_KEY, {}).get('kind')} != "
-                f"{(self.spec.units or {}).get('kind')}"
+                f"cannot append: the dataset is in {old_units} units, this run writes {new_units}"
             )
         # keep the existing video settings (codec etc.) in info.json
         for k in self.features:

@@ -206,3 +206,39 @@ def test_training_loader_reads_a_converted_dataset(tmp_path: Path) -> None:
         assert np.asarray(item["action_is_pad"]).tolist() == (np.arange(i, i + 10) >= end).tolist()
         for cam in ("top", "wrist"):
             np.testing.assert_array_equal(np.asarray(item[f"observation.images.{cam}"]), frames[cam][i])
+
+
+@pytest.mark.skipif(not REF_PYTHON.exists(), reason="lerobot reference venv absent (tools/lerobot_reference)")
+def test_lerobot_and_bag2lerobot_continue_each_others_dataset(tmp_path: Path) -> None:
+    """ours -> lerobot resumes and appends (rewriting info.json without smolvla_units) -> we append again ->
+    lerobot loads all three episodes and our reader agrees."""
+    root = tmp_path / "ds"
+    write_sim_bag(tmp_path / "a", seconds=1.0, seed=1)
+    write_sim_bag(tmp_path / "b", seconds=1.0, seed=2, task="second")
+    convert([tmp_path / "a"], root, ConvertOptions(progress=False))
+    env = {k: v for k, v in os.environ.items() if k not in ("_ROS_WHEELS_BOOTSTRAP_COMPLETE", "PYTHONPATH")}
+    env["HF_HUB_OFFLINE"] = "1"
+    script = REPO / "tools/lerobot_reference/append_with_lerobot.py"
+    proc = subprocess.run(
+        [str(REF_PYTHON), str(script), str(root), "--frames", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = DatasetReader(root)
+    n0 = len(first.episode(0).state)
+    assert json.loads(proc.stdout) == {
+        "num_episodes": 2,
+        "num_frames": n0 + 5,
+        "last_task": "appended by lerobot",
+    }
+    convert([tmp_path / "b"], root, ConvertOptions(progress=False, append=True))
+    result = _lerobot_check(root)
+    r = DatasetReader(root)
+    assert result["num_episodes"] == 3 and result["num_frames"] == r.info["total_frames"]
+    assert [r.episode(e).task for e in r.episode_indices()][1:] == ["appended by lerobot", "second"]
+    np.testing.assert_array_equal(r.episode(1).state[:, 0], np.arange(5))
+    _compare_with_lerobot(result, root)
