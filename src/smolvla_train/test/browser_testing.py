@@ -1,5 +1,5 @@
-"""A real headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven through the W3C WebDriver HTTP
-protocol of chromedriver with urllib only: open a page, take PNG screenshots.
+"""Headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven through chromedriver's WebDriver
+HTTP protocol with urllib only: open a page, take PNG screenshots.
 
 The browser is isolated: a fresh profile directory, no background networking, component updates, sync or
 first-run pages; it only talks to chromedriver (127.0.0.1) and the page it is given.
