@@ -1,7 +1,8 @@
 """Append one episode to an existing LeRobot v3.0 dataset with lerobot 0.6.1 itself
 (``LeRobotDataset.resume``, ``add_frame``, ``save_episode``, ``finalize``), as ``lerobot-record --resume``
-does, then print JSON with the dataset's episode and frame counts as lerobot sees them. Used to check that lerobot can continue a dataset
-written by ``smolvla_train bag2lerobot`` (and that bag2lerobot can continue it afterwards).
+does, then print JSON with the dataset's episode and frame counts as lerobot sees them. Used to check that
+lerobot can continue a dataset written by ``smolvla_train bag2lerobot`` (and that bag2lerobot can continue
+it afterwards).
 
     env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE -u PYTHONPATH HF_HUB_OFFLINE=1 \\
         /tmp/lerobot_ref_venv/bin/python tools/lerobot_reference/append_with_lerobot.py ROOT --frames 5
