@@ -348,6 +348,15 @@ class EpisodeRecorderNode(Node):
             + (f", time limit {goal.time_limit:g} s" if goal.time_limit > 0 else "")
             + (f" (no publisher yet: {', '.join(missing)})" if missing else "")
         )
+        for (
+            topic
+        ) in self._subs:  # several publishers on one topic: intended, or another graph on this domain?
+            try:
+                names = sorted({i.node_name for i in self.get_publishers_info_by_topic(topic)})
+            except Exception:  # noqa: BLE001 (diagnostics only)
+                continue
+            if len(names) > 1:
+                self.get_logger().warning(f"{topic} has {len(names)} publishing nodes: {', '.join(names)}")
         outcome = "unknown"
         done: threading.Event | None = None
         next_feedback = time.monotonic() + self.cfg.feedback_period
