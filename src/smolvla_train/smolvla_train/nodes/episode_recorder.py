@@ -348,9 +348,8 @@ class EpisodeRecorderNode(Node):
             + (f", time limit {goal.time_limit:g} s" if goal.time_limit > 0 else "")
             + (f" (no publisher yet: {', '.join(missing)})" if missing else "")
         )
-        for (
-            topic
-        ) in self._subs:  # several publishers on one topic: intended, or another graph on this domain?
+        # several publishing nodes on one topic: intended, or another graph on this ROS_DOMAIN_ID?
+        for topic in self._subs:
             try:
                 names = sorted({i.node_name for i in self.get_publishers_info_by_topic(topic)})
             except Exception:  # noqa: BLE001 (diagnostics only)
