@@ -2,7 +2,7 @@
 
 Example (every key optional; these are the defaults)::
 
-    fps: 30                     # frame grid
+    # fps: 30                   # frame grid (unset: 30, or the bags' smolvla.fps from lerobot2bag)
     stamp: header               # header (message header stamps) | receive (bag log time)
     max_age: 0.1                # s, default as-of age limit of every feature (not the action's)
     joint_names: [shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper]
