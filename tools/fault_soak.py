@@ -1,0 +1,581 @@
+"""Fault-injected soak of the arm driver graph (issue 19): the real ``so_arm_driver`` node process on the
+emulated servo bus (real scservo_sdk on a pty), a 30 Hz ``/joint_commands`` stream and a monitor, with faults
+injected on a schedule:
+
+=================  ===========================================================================================
+``unplug``         USB adapter unplugged (the pty vanishes), replugged after the fault's duration
+``brownout``       servo supply drops for the duration; servos come back with torque off (every second one
+                   also with its EEPROM configuration at factory values)
+``drop``           every status packet lost for the duration (a silent bus)
+``garble``         30 % of the status packets corrupted for the duration
+``flood``          malformed ``/joint_commands`` at ~200 Hz between the good ones (wrong sizes, NaN, inf,
+                   empty, unknown/duplicate names, negative/backwards times, 5000-point trajectories)
+``param_fuzz``     invalid values of every parameter (wrong types, out of range, NaN, read-only, unknown
+                   names) through SetParameters, then every parameter set back to its value
+``kill``           the driver process SIGKILLed, started again after the duration
+=================  ===========================================================================================
+
+Counted: driver crashes (exits nobody asked for), commands whose change per write exceeds the step cap (from
+every Goal_Position sync write the emulator applied), ticks held (the driver not "following commands" at a
+command tick), per fault whether and how fast the driver recovered (diagnostics OK "following commands",
+torque on, and goals reaching the servos again after the fault cleared), the rejection kinds the driver
+logged on /rosout, and the RSS of the driver and of this process over time (slope).
+
+Used by ``benchmarks/soak.py`` (long runs, docs/reliability.md) and the soak test of so_arm_driver (short).
+Plain Python around rclpy; nothing here is imported by the nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ros_harness
+
+FAULTS = ("unplug", "brownout", "drop", "garble", "flood", "param_fuzz", "kill")
+
+#: calibration of the emulated follower (the one the driver tests use)
+CAL = {
+    "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1012, "range_min": 758, "range_max": 3322},
+    "shoulder_lift": {"id": 2, "drive_mode": 0, "homing_offset": 1300, "range_min": 812, "range_max": 3199},
+    "elbow_flex": {"id": 3, "drive_mode": 0, "homing_offset": -400, "range_min": 900, "range_max": 3100},
+    "wrist_flex": {"id": 4, "drive_mode": 0, "homing_offset": 900, "range_min": 1002, "range_max": 3220},
+    "wrist_roll": {"id": 5, "drive_mode": 0, "homing_offset": -260, "range_min": 0, "range_max": 4095},
+    "gripper": {"id": 6, "drive_mode": 0, "homing_offset": 1400, "range_min": 2030, "range_max": 3470},
+}
+JOINTS = tuple(CAL)
+
+
+@dataclass
+class FaultRecord:
+    name: str
+    start: float  # s since the soak started
+    clear: float  # when the fault was removed
+    recovered_at: float | None = None  # first "following commands" with goals reaching the servos after clear
+
+    @property
+    def recovery_s(self) -> float | None:
+        return None if self.recovered_at is None else self.recovered_at - self.clear
+
+
+@dataclass
+class SoakResult:
+    duration_s: float
+    ticks: int = 0
+    ticks_held: int = 0
+    crashes: int = 0
+    crash_logs: list[str] = field(default_factory=list)
+    goal_writes: int = 0
+    over_cap: int = 0
+    max_change_rad: float = 0.0
+    faults: list[FaultRecord] = field(default_factory=list)
+    rejection_kinds_logged: list[str] = field(default_factory=list)
+    param_fuzz_accepted: list[str] = field(default_factory=list)
+    params_restored: bool = True
+    rss_driver: list[tuple[float, float, int]] = field(default_factory=list)  # (s, MB, driver process #)
+    rss_harness: list[tuple[float, float]] = field(default_factory=list)
+    final_torque_on: bool = False
+    final_level: str = ""
+    diag_log: list[tuple[float, int, str, str]] = field(default_factory=list)  # (s, level, message, torque)
+
+    def fault_table(self) -> list[tuple[str, int, int, float, float]]:
+        """(fault, injected, recovered, median recovery s, max recovery s) per fault kind."""
+        rows = []
+        for name in FAULTS:
+            recs = [f for f in self.faults if f.name == name]
+            if not recs:
+                continue
+            times = sorted(f.recovery_s for f in recs if f.recovery_s is not None)
+            med = times[len(times) // 2] if times else math.nan
+            rows.append((name, len(recs), len(times), med, times[-1] if times else math.nan))
+        return rows
+
+    @property
+    def unrecovered(self) -> list[FaultRecord]:
+        return [f for f in self.faults if f.recovered_at is None]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def slope_mb_per_h(samples: Sequence[tuple[float, float]], skip: float = 0.2) -> float:
+    """Least-squares slope of RSS over time (MB/h), the first ``skip`` fraction (warm-up) left out."""
+    pts = list(samples)[int(len(samples) * skip) :]
+    if len(pts) < 3:
+        return math.nan
+    n = len(pts)
+    mt = sum(t for t, _ in pts) / n
+    mv = sum(v for _, v in pts) / n
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    if var == 0:
+        return math.nan
+    return 3600.0 * sum((t - mt) * (v - mv) for t, v in pts) / var
+
+
+def _malformed_messages(rng: random.Random) -> list[object]:
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    def msg(names: Sequence[str], points: Sequence[tuple[float, Sequence[float]]]) -> JointTrajectory:
+        m = JointTrajectory()
+        m.joint_names = list(names)
+        for t, pos in points:
+            p = JointTrajectoryPoint()
+            p.positions = [float(x) for x in pos]
+            sec = math.floor(t)
+            p.time_from_start = Duration(sec=int(sec), nanosec=int((t - sec) * 1e9))
+            m.points.append(p)
+        return m
+
+    six = list(JOINTS)
+    out = [
+        msg(six, [(0.0, [0.0] * 5)]),  # wrong size
+        msg(six, [(0.0, [math.nan] * 6)]),
+        msg(six, [(0.0, [math.inf, 0, 0, 0, 0, 0])]),
+        msg(six, []),  # no points
+        msg([], [(0.0, [])]),  # no names
+        msg(["elbow"], [(0.0, [0.1])]),  # unknown name
+        msg(["gripper", "gripper"], [(0.0, [0.1, 0.2])]),  # duplicate
+        msg(six, [(0.5, [0.0] * 6), (0.2, [0.1] * 6)]),  # backwards
+        msg(six, [(1.0, [1e9] * 6), (2.0, [-1e9] * 6)]),  # absurd values: clamped, capped
+        msg(six, [(0.01 * k, [rng.uniform(-3, 3) for _ in range(6)]) for k in range(5000)]),  # huge
+    ]
+    bad_time = msg(six, [(0.0, [0.0] * 6), (0.1, [0.0] * 6)])
+    bad_time.points[1].time_from_start.sec = -1  # negative time
+    out.append(bad_time)
+    return out
+
+
+def _fuzz_values() -> list[object]:
+    return [True, -1, 0, 10**12, -1e300, math.nan, math.inf, "x", "", [1.0, 2.0], ["a"], [True], [1, 2]]
+
+
+class _Harness:
+    """The test-side ROS node: command stream, malformed flood, monitor, parameter client."""
+
+    def __init__(self, domain_id: int, rate_hz: float, seed: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rcl_interfaces.msg import Log
+        from rcl_interfaces.srv import GetParameters, SetParameters
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("fault_soak", context=self.context)
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.t0 = time.monotonic()
+        self.diag: tuple[float, int, str, dict[str, str]] | None = None  # (t, level, message, values)
+        self.diag_log: list[tuple[float, int, str, str]] = []  # (t, level, message, torque_enabled)
+        self.rosout: list[str] = []
+        self.states = 0
+        self.flooding = False
+        self.rate_hz = rate_hz
+        self.malformed = _malformed_messages(self.rng)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(JointTrajectory, "/joint_commands", qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.node.create_subscription(JointState, "/joint_states", self._on_state, 50)
+        rosout_qos = QoSProfile(
+            depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.node.create_subscription(Log, "/rosout", self._on_log, rosout_qos)
+        self.set_params = self.node.create_client(SetParameters, "/so_arm_driver/set_parameters")
+        self.get_params = self.node.create_client(GetParameters, "/so_arm_driver/get_parameters")
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True, name="fault-soak-executor")
+        self.thread.start()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _on_diag(self, msg) -> None:  # type: ignore[no-untyped-def]
+        for st in msg.status:
+            if "Feetech bus" not in st.name:
+                continue
+            values = {kv.key: kv.value for kv in st.values}
+            level = int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level)
+            with self.lock:
+                self.diag = (self.now(), level, st.message, values)
+                self.diag_log.append((self.now(), level, st.message, values.get("torque_enabled", "")))
+
+    def _on_state(self, msg) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.states += 1
+
+    def _on_log(self, msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.name.endswith("so_arm_driver"):
+            with self.lock:
+                self.rosout.append(msg.msg)
+
+    def target(self, t: float) -> list[float]:
+        """Smooth targets well inside the limits (at most ~0.5 rad/s: below the step cap at 50 Hz)."""
+        return [0.4 * math.sin(2 * math.pi * t / (6.0 + k)) for k in range(len(JOINTS))]
+
+    def command(self, t: float) -> None:
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        msg = JointTrajectory()
+        msg.joint_names = list(JOINTS)
+        p = JointTrajectoryPoint()
+        p.positions = self.target(t)
+        msg.points = [p]
+        self.pub.publish(msg)
+
+    def flood(self, n: int) -> None:
+        for _ in range(n):
+            self.pub.publish(self.rng.choice(self.malformed))
+
+    def call(self, client, request, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        future = client.call_async(request)
+        if not ros_harness.wait_for(future.done, timeout):
+            client.remove_pending_request(future)
+            return None
+        return future.result()
+
+    def parameters(self, names: Sequence[str]) -> dict[str, object] | None:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        res = self.call(self.get_params, GetParameters.Request(names=list(names)))
+        if res is None:
+            return None
+        return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
+
+    def set_parameter(self, name: str, value: object) -> bool | None:
+        from rcl_interfaces.msg import Parameter as ParameterMsg
+        from rcl_interfaces.msg import ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        v = ParameterValue()
+        if isinstance(value, bool):
+            v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, max(-(2**63), min(2**63 - 1, value))
+        elif isinstance(value, float):
+            v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+        elif isinstance(value, str):
+            v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+        elif isinstance(value, list) and value and all(isinstance(x, bool) for x in value):
+            v.type, v.bool_array_value = ParameterType.PARAMETER_BOOL_ARRAY, value
+        elif isinstance(value, list) and value and all(isinstance(x, int) for x in value):
+            v.type, v.integer_array_value = ParameterType.PARAMETER_INTEGER_ARRAY, value
+        elif isinstance(value, list) and value and all(isinstance(x, float) for x in value):
+            v.type, v.double_array_value = ParameterType.PARAMETER_DOUBLE_ARRAY, value
+        else:
+            v.type, v.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, [str(x) for x in value]  # type: ignore[union-attr]
+        res = self.call(self.set_params, SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)]))
+        return None if res is None else bool(res.results[0].successful)
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=10.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def run_soak(
+    workdir: str | os.PathLike,
+    duration_s: float,
+    faults: Sequence[str] = FAULTS,
+    fault_duration_s: float = 1.5,
+    period_s: float = 8.0,
+    rate_hz: float = 30.0,
+    max_step: float = 0.05,
+    seed: int = 0,
+    domain_id: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> SoakResult:
+    """Run the soak: one fault every ``period_s`` seconds (cycling through ``faults``), each held for
+    ``fault_duration_s``, for ``duration_s`` seconds in total (at least one round of ``faults``)."""
+    from so_arm_driver import calibration as calib
+    from so_arm_driver.emulator import Emulator
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    cal_file = work / "follower.json"
+    cal_file.write_text(json.dumps(CAL, indent=2))
+    cal = calib.from_dict(CAL)
+    link = work / "ttyACM0"
+    env = ros_harness.ros_environment(domain_id)
+    domain = int(env["ROS_DOMAIN_ID"])
+    params = {
+        "port": str(link),
+        "calibration_file": str(cal_file),
+        "rate": 50.0,
+        "max_step": max_step,
+        "command_timeout": 0.5,
+        "reconnect_period": 0.2,
+        "verify_period": 0.5,
+        "diagnostics_period": 0.25,
+        "read_retries": 2,
+    }
+    cap_ticks = max_step / calib.RAD_PER_TICK + 1.0  # + 1: rounding of both goals to whole ticks
+    result = SoakResult(duration_s=duration_s)
+    positions = {m.id: (m.mid + m.homing_offset) % 4096 for m in cal.values()}
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # the in-process emulator thread answers in time (ENVIRONMENT.md §9)
+    emu = Emulator(positions=positions, link=link, seed=seed)
+    emu.goal_log = []
+    emu.start()
+    harness = _Harness(domain, rate_hz, seed)
+    drivers: list[ros_harness.NodeProcess] = []
+
+    def start_driver() -> ros_harness.NodeProcess:
+        proc = ros_harness.NodeProcess(
+            "so_arm_driver",
+            "so_arm_driver",
+            parameters=params,
+            env=env,
+            log_path=work / f"driver-{len(drivers)}.log",
+        )
+        drivers.append(proc)
+        return proc
+
+    driver = start_driver()
+    killed: set[int] = set()
+    schedule: list[tuple[float, str]] = []
+    n_faults = max(len(faults), int(duration_s // period_s))
+    duration_s = max(duration_s, n_faults * period_s)
+    result.duration_s = duration_s
+    for k in range(n_faults):
+        schedule.append((period_s * (k + 0.5), faults[k % len(faults)]))
+    active: FaultRecord | None = None
+    active_clear: Callable[[], None] | None = None
+    brownouts = 0
+    goal_seen = 0
+    last_goal: dict[int, int] = {}
+    fuzzer: threading.Thread | None = None
+    try:
+        if not ros_harness.wait_for(
+            lambda: harness.diag is not None and harness.diag[3].get("torque_enabled") == "True", 60.0
+        ):
+            raise RuntimeError("the driver did not come up with torque on:\n" + driver.output())
+        harness.t0 = time.monotonic()
+        t_next = 0.0
+        dt = 1.0 / rate_hz
+        next_rss = 0.0
+        pending: list[FaultRecord] = []
+        while True:
+            t = harness.now()
+            if t >= duration_s and active is None and not schedule:
+                break
+            # -- command tick ------------------------------------------------------------------------
+            harness.command(t)
+            result.ticks += 1
+            with harness.lock:
+                diag = harness.diag
+            if diag is None or diag[1] != 0 or diag[2] != "following commands":
+                result.ticks_held += 1
+            if harness.flooding:
+                harness.flood(6)  # ~180 malformed messages a second between the good ones
+            # -- crash detection -----------------------------------------------------------------------
+            if not driver.alive() and id(driver) not in killed:
+                result.crashes += 1
+                result.crash_logs.append(driver.output()[-4000:])
+                driver = start_driver()
+            # -- faults --------------------------------------------------------------------------------
+            if active is None and schedule and t >= schedule[0][0]:
+                _, name = schedule.pop(0)
+                if progress:
+                    progress(t, name)
+                active = FaultRecord(name, t, math.inf)
+                if name == "unplug":
+                    emu.unplug()
+                    active_clear = emu.replug
+                elif name == "brownout":
+                    emu.brownout(fault_duration_s, lose_eeprom=bool(brownouts % 2))
+                    brownouts += 1
+                    active_clear = lambda: None  # noqa: E731 (the servos come back by themselves)
+                elif name == "drop":
+                    emu.drop_replies(duration_s=fault_duration_s)
+                    active_clear = lambda: None  # noqa: E731
+                elif name == "garble":
+                    emu.garble_replies(probability=0.3)
+                    active_clear = lambda: emu.garble_replies(count=0, probability=0.0)  # noqa: E731
+                elif name == "flood":
+                    harness.flooding = True
+                    active_clear = lambda: setattr(harness, "flooding", False)  # noqa: E731
+                elif name == "param_fuzz":  # in a thread of its own: the command stream goes on
+                    fuzzer = threading.Thread(target=_fuzz_parameters, args=(harness, result), daemon=True)
+                    fuzzer.start()
+                    active_clear = fuzzer.join
+                elif name == "kill":
+                    killed.add(id(driver))
+                    os.killpg(driver.proc.pid, signal.SIGKILL)
+                    driver.proc.wait()
+                    active_clear = lambda: None  # noqa: E731
+                else:
+                    raise ValueError(f"unknown fault {name!r}; known: {FAULTS}")
+            if (
+                active is not None
+                and math.isinf(active.clear)
+                and t >= active.start + fault_duration_s
+                and not (fuzzer is not None and fuzzer.is_alive())
+            ):
+                assert active_clear is not None
+                if active.name == "kill":
+                    driver = start_driver()
+                else:
+                    active_clear()
+                active.clear = harness.now()
+                result.faults.append(active)
+                pending.append(active)
+                active = None
+            # -- goals the servos applied: step cap, and recovery (goals reach the servos again) --------
+            log = emu.goal_log
+            new = log[goal_seen:]
+            goal_seen += len(new)
+            for _, motor_id, goal in new:
+                if motor_id in last_goal:
+                    change = abs(goal - last_goal[motor_id])
+                    result.max_change_rad = max(result.max_change_rad, change * calib.RAD_PER_TICK)
+                    if change > cap_ticks:
+                        result.over_cap += 1
+                last_goal[motor_id] = goal
+                result.goal_writes += 1
+            if pending and new and diag is not None:
+                last_write = new[-1][0] - harness.t0
+                for rec in list(pending):
+                    if (
+                        diag[0] > rec.clear
+                        and diag[1] == 0
+                        and diag[2] == "following commands"
+                        and diag[3].get("torque_enabled") == "True"
+                        and last_write > rec.clear
+                    ):
+                        rec.recovered_at = max(diag[0], last_write)
+                        pending.remove(rec)
+            # -- memory --------------------------------------------------------------------------------
+            if t >= next_rss:
+                next_rss = t + 1.0
+                if (r := rss_mb(driver.proc.pid)) is not None and driver.alive():
+                    result.rss_driver.append((t, r, len(drivers) - 1))
+                if (r := rss_mb(os.getpid())) is not None:
+                    result.rss_harness.append((t, r))
+            # -- pace ----------------------------------------------------------------------------------
+            t_next += dt
+            sleep = t_next - harness.now()
+            if sleep > 0:
+                time.sleep(sleep)
+            else:
+                t_next = harness.now()
+        # the last faults get time to recover
+        ros_harness.wait_for(
+            lambda: (harness.command(harness.now()) or True) and not _settle(harness, pending, emu),
+            20.0,
+            0.033,
+        )
+        with harness.lock:
+            diag = harness.diag
+        if diag is not None:
+            result.final_level = {0: "OK", 1: "WARN"}.get(diag[1], "ERROR") + ": " + diag[2]
+            result.final_torque_on = diag[3].get("torque_enabled") == "True"
+        with harness.lock:
+            logged = list(harness.rosout)
+        from so_arm_driver.driver import rejection_key
+
+        kinds = sorted(
+            {
+                rejection_key(m.split("ignored /joint_commands message: ", 1)[1])
+                for m in logged
+                if "ignored /joint_commands message: " in m
+            }
+        )
+        result.rejection_kinds_logged = kinds
+        with harness.lock:
+            result.diag_log = list(harness.diag_log)
+    finally:
+        for proc in drivers:
+            if proc.alive():
+                proc.stop()
+        harness.close()
+        emu.stop()
+        sys.setswitchinterval(switch)
+    return result
+
+
+def driver_rss_slope(result: SoakResult) -> tuple[float, float, float]:
+    """(slope MB/h, first MB, last MB) of the longest-running driver process (a restart starts over)."""
+    runs: dict[int, list[tuple[float, float]]] = {}
+    for t, mb, k in result.rss_driver:
+        runs.setdefault(k, []).append((t, mb))
+    if not runs:
+        return math.nan, math.nan, math.nan
+    longest = max(runs.values(), key=lambda r: r[-1][0] - r[0][0])
+    return slope_mb_per_h(longest), longest[0][1], longest[-1][1]
+
+
+def _settle(harness: _Harness, pending: list[FaultRecord], emu) -> bool:  # type: ignore[no-untyped-def]
+    """True while faults are still waiting to be recovered (re-checked like the main loop)."""
+    with harness.lock:
+        diag = harness.diag
+    if not pending or diag is None:
+        return bool(pending)
+    last_write = emu.goal_log[-1][0] - harness.t0 if emu.goal_log else -math.inf
+    for rec in list(pending):
+        if (
+            diag[0] > rec.clear
+            and diag[1] == 0
+            and diag[2] == "following commands"
+            and diag[3].get("torque_enabled") == "True"
+            and last_write > rec.clear
+        ):
+            rec.recovered_at = max(diag[0], last_write)
+            pending.remove(rec)
+    return bool(pending)
+
+
+def _fuzz_parameters(harness: _Harness, result: SoakResult) -> None:
+    """Invalid values of every parameter (and an unknown one) through SetParameters; then every parameter
+    set back to the value it had (an accepted fuzz value may be valid, e.g. verify_period 0)."""
+    names = _param_names()
+    before = harness.parameters(names)
+    for pname in [*names, "no_such_parameter"]:
+        for value in _fuzz_values():
+            ok = harness.set_parameter(pname, value)
+            if ok and not (before and _same(before.get(pname), value)):
+                result.param_fuzz_accepted.append(f"{pname}={value!r}")
+    if before:
+        for pname, value in before.items():
+            harness.set_parameter(pname, value)
+        result.params_restored = harness.parameters(names) == before
+    else:
+        result.params_restored = False
+
+
+def _param_names() -> list[str]:
+    from so_arm_driver.nodes.driver_node import PARAMETERS
+
+    return [p.name for p in PARAMETERS]
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return a == float(b)
+    return a == b
