@@ -368,7 +368,7 @@ def run_soak(
     active: FaultRecord | None = None
     active_clear: Callable[[], None] | None = None
     brownouts = 0
-    goal_seen = 0
+    last_write_any = -math.inf
     last_goal: dict[int, int] = {}
     fuzzer: threading.Thread | None = None
     try:
@@ -400,7 +400,9 @@ def run_soak(
                 result.crash_logs.append(driver.output()[-4000:])
                 driver = start_driver()
             # -- faults --------------------------------------------------------------------------------
-            if active is None and schedule and t >= schedule[0][0]:
+            # the next fault waits for the previous one's recovery (at most one period after it cleared)
+            waiting = any(t < rec.clear + period_s for rec in pending)
+            if active is None and schedule and t >= schedule[0][0] and not waiting:
                 _, name = schedule.pop(0)
                 if progress:
                     progress(t, name)
@@ -448,9 +450,10 @@ def run_soak(
                 pending.append(active)
                 active = None
             # -- goals the servos applied: step cap, and recovery (goals reach the servos again) --------
-            log = emu.goal_log
-            new = log[goal_seen:]
-            goal_seen += len(new)
+            with emu.locked():  # taken out of the log: a long soak must not grow the harness's memory
+                new = list(emu.goal_log)
+                emu.goal_log.clear()
+                last_write_any = new[-1][0] if new else last_write_any
             for _, motor_id, goal in new:
                 if motor_id in last_goal:
                     change = abs(goal - last_goal[motor_id])
@@ -485,10 +488,19 @@ def run_soak(
                 time.sleep(sleep)
             else:
                 t_next = harness.now()
+
         # the last faults get time to recover
+        def still_pending() -> bool:
+            nonlocal last_write_any
+            with emu.locked():
+                if emu.goal_log:
+                    last_write_any = emu.goal_log[-1][0]
+                emu.goal_log.clear()
+            return _settle(harness, pending, last_write_any - harness.t0)
+
         ros_harness.wait_for(
-            lambda: (harness.command(harness.now()) or True) and not _settle(harness, pending, emu),
-            20.0,
+            lambda: (harness.command(harness.now()) or True) and not still_pending(),
+            60.0,
             0.033,
         )
         with harness.lock:
@@ -531,13 +543,12 @@ def driver_rss_slope(result: SoakResult) -> tuple[float, float, float]:
     return slope_mb_per_h(longest), longest[0][1], longest[-1][1]
 
 
-def _settle(harness: _Harness, pending: list[FaultRecord], emu) -> bool:  # type: ignore[no-untyped-def]
+def _settle(harness: _Harness, pending: list[FaultRecord], last_write: float) -> bool:
     """True while faults are still waiting to be recovered (re-checked like the main loop)."""
     with harness.lock:
         diag = harness.diag
     if not pending or diag is None:
         return bool(pending)
-    last_write = emu.goal_log[-1][0] - harness.t0 if emu.goal_log else -math.inf
     for rec in list(pending):
         if (
             diag[0] > rec.clear

@@ -1,0 +1,142 @@
+"""Fault-injected soak (issue 19): closed loop at 30 Hz through the real so_arm_driver node on the emulated
+servo bus, faults injected on a schedule (tools/fault_soak.py), for ``--minutes`` (the issue's goal: 30).
+
+Prints a table and writes the results and the fault table into docs/reliability.md (between markers, the rest
+of that file is prose) and a summary section ``soak`` of docs/benchmarks.md. Goal: 0 crashes, 0 over-cap
+commands, flat memory, every fault recovered.
+
+Run:  ``source scripts/env.sh && unshare -n python benchmarks/soak.py --minutes 30``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import fault_soak  # noqa: E402
+from _report import REPO_ROOT, machine_line, markdown_table, write_section  # noqa: E402
+
+RELIABILITY_MD = REPO_ROOT / "docs" / "reliability.md"
+BEGIN, END = "<!-- BEGIN soak results -->", "<!-- END soak results -->"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="soak.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=30.0, help="soak length (default 30)")
+    p.add_argument("--period", type=float, default=20.0, help="s between two faults (default 20)")
+    p.add_argument("--fault-duration", type=float, default=2.0, help="s each fault lasts (default 2)")
+    p.add_argument("--rate", type=float, default=30.0, help="command rate [Hz] (default 30)")
+    p.add_argument("--max-step", type=float, default=0.05, help="the driver's step cap [rad] (default 0.05)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-write", action="store_true", help="print only, write no docs")
+    return p
+
+
+def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: float) -> str:
+    slope, rss0, rss1 = fault_soak.driver_rss_slope(result)
+    harness_slope = fault_soak.slope_mb_per_h(result.rss_harness)
+    rows = [(name, n, ok, med, worst) for name, n, ok, med, worst in result.fault_table()]
+    held_frac = result.ticks_held / max(1, result.ticks)
+    totals = [
+        (
+            "duration",
+            f"{result.duration_s / 60:.1f} min closed loop at {args.rate:g} Hz ({wall_s / 60:.1f} min wall)",
+        ),
+        (
+            "faults injected / recovered",
+            f"{len(result.faults)} / {len(result.faults) - len(result.unrecovered)}",
+        ),
+        ("node crashes", result.crashes),
+        (
+            "commands over the step cap",
+            f"{result.over_cap} of {result.goal_writes} goal writes "
+            f"(largest change {result.max_change_rad:.4f} rad, cap {args.max_step:g} + 1 tick)",
+        ),
+        (
+            "ticks held",
+            f"{result.ticks_held} of {result.ticks} ({100.0 * held_frac:.1f} %)",
+        ),
+        ("driver RSS", f"{rss0:.1f} -> {rss1:.1f} MB, slope {slope:+.2f} MB/h (longest-running process)"),
+        ("harness RSS slope (emulator, monitor)", f"{harness_slope:+.2f} MB/h"),
+        ("parameter fuzz: values accepted", ", ".join(result.param_fuzz_accepted) or "none"),
+        ("parameters back to their values", result.params_restored),
+        ("rejection kinds logged", len(result.rejection_kinds_logged)),
+        ("final state", f"{result.final_level}, torque {'on' if result.final_torque_on else 'OFF'}"),
+    ]
+    recov = [f.recovery_s for f in result.faults if f.recovery_s is not None]
+    if recov:
+        totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
+    body = [
+        f"Run: `benchmarks/soak.py --minutes {args.minutes:g} --period {args.period:g} "
+        f"--fault-duration {args.fault_duration:g}` on {time.strftime('%Y-%m-%d')}; {machine_line()}",
+        "",
+        markdown_table(["fault", "injected", "recovered", "median recovery s", "max recovery s"], rows),
+        "",
+        markdown_table(["measure", "value"], totals),
+    ]
+    return "\n".join(body)
+
+
+def write_reliability(text: str) -> None:
+    doc = RELIABILITY_MD.read_text() if RELIABILITY_MD.exists() else "# Reliability\n"
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + block + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip() + "\n\n## Soak results\n\n" + block + "\n"
+    RELIABILITY_MD.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.minutes <= 0 or args.period <= args.fault_duration or args.fault_duration <= 0:
+        raise SystemExit("--minutes and --fault-duration must be > 0 and --period > --fault-duration")
+    from tqdm import tqdm
+
+    total = args.minutes * 60.0
+    bar = tqdm(total=math.ceil(total), unit="s", desc="soak")
+    done = [0.0]
+
+    def progress(t: float, name: str) -> None:
+        bar.update(max(0, int(t - done[0])))
+        done[0] = float(int(t))
+        bar.set_postfix_str(f"fault {name}")
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="soak-") as work:
+        result = fault_soak.run_soak(
+            work,
+            duration_s=total,
+            fault_duration_s=args.fault_duration,
+            period_s=args.period,
+            rate_hz=args.rate,
+            max_step=args.max_step,
+            seed=args.seed,
+            progress=progress,
+        )
+    bar.close()
+    text = report(result, args, time.monotonic() - t0)
+    print(text)
+    for log in result.crash_logs:
+        print("--- crash log ---\n" + log)
+    if not args.no_write:
+        write_reliability(text)
+        write_section(
+            "soak",
+            "## Fault-injected soak (`benchmarks/soak.py`)\n\n" + text + "\n\nFault table and "
+            "method: [reliability.md](reliability.md).",
+        )
+    ok = result.crashes == 0 and result.over_cap == 0 and not result.unrecovered
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
