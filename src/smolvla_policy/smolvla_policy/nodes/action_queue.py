@@ -19,6 +19,7 @@ guards the core in case the node is spun by a multi-threaded executor.
 
 from __future__ import annotations
 
+import array
 import math
 import threading
 import time
@@ -33,16 +34,24 @@ from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla_common import robot_description
+from smolvla_common.image_conversion import image_to_rgb8, numpy_to_image
 from smolvla_common.node_main import run_node
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import Observation, QueueStatus
+from smolvla_policy.compact_observation import (
+    JPEG_FORMAT,
+    CompactObservationError,
+    CompactSettings,
+    compact_camera,
+    parse_image_size,
+)
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, ObservationRequest, QueueConfig
 from so_arm_description.robot_model import default_limits, limits_from_urdf, robot_from_urdf
 from so_arm_description.robot_spec import JOINT_NAMES, SO101_LIMITS, robot_names
@@ -85,6 +94,14 @@ def _check_all(values: dict[str, object]) -> str | None:
     try:
         _queue_config(values)
     except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _image_size_check(text: str) -> str | None:
+    try:
+        parse_image_size(text)
+    except CompactObservationError as exc:
         return str(exc)
     return None
 
@@ -226,6 +243,24 @@ PARAMETERS = ParameterTable(
         Param(
             "action_server", "/smolvla/predict_chunk", "PredictChunk action name.", "string", read_only=True
         ),
+        Param(
+            "observation_image_size",
+            "",
+            "Compact observations (docs/remote_policy.md): '' sends the cameras' frames as they are; 'auto' "
+            "resizes each with the model's resize-with-pad to the size the policy server reports (raw until "
+            "its first result); WIDTHxHEIGHT (e.g. 512x512) to that size. The padding is left out.",
+            "string",
+            check=_image_size_check,
+        ),
+        Param(
+            "observation_jpeg_quality",
+            0,
+            "0: images as sensor_msgs/Image; 1..100: JPEG-encoded (Observation.compressed_images) at this "
+            "quality, after the resize.",
+            "int",
+            0,
+            100,
+        ),
         Param("autostart", True, "Run the loop at start-up (else wait for ~/start).", "bool", read_only=True),
         Param("hold_when_stopped", True, "While stopped keep publishing the held command.", "bool"),
         Param("diagnostics_period", 1.0, "Period of /diagnostics (s).", "double", 0.05, 60.0, read_only=True),
@@ -273,6 +308,7 @@ class ActionQueueNode(Node):
 
         self._state = _Latest()
         self._images: dict[str, _Latest] = {c: _Latest() for c in self.cameras}
+        self._server_image_size: tuple[int, int] | None = None  # from PredictChunk results (issue 17)
         self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
         for cam in self.cameras:
             self.create_subscription(
@@ -497,7 +533,7 @@ class ActionQueueNode(Node):
         obs.timestep = int(timestep)
         obs.task = str(self.get_parameter("task").value)
         obs.camera_names = list(self.cameras)
-        obs.images = [self._images[c].msg for c in self.cameras]  # type: ignore[misc]
+        self._fill_cameras(obs)
         obs.state = JointState(
             header=js.header, name=list(self.joint_names), position=[float(x) for x in state]
         )  # type: ignore[union-attr]
@@ -510,6 +546,33 @@ class ActionQueueNode(Node):
             goal.rtc_execution_horizon = int(self.core.config.rtc_execution_horizon)
         future = self._client.send_goal_async(goal)
         future.add_done_callback(lambda f, r=req: self._on_goal_response(r, f))
+
+    def _compact_settings(self) -> CompactSettings:
+        return CompactSettings(
+            parse_image_size(str(self.get_parameter("observation_image_size").value)),
+            int(self.get_parameter("observation_jpeg_quality").value),
+        )
+
+    def _fill_cameras(self, obs: Observation) -> None:
+        """The cameras as received, or compact (resized and/or JPEG: smolvla_policy.compact_observation)."""
+        msgs = [self._images[c].msg for c in self.cameras]
+        settings = self._compact_settings()
+        if settings.target(self._server_image_size) is None and settings.jpeg_quality == 0:
+            obs.images = msgs  # type: ignore[assignment]
+            return
+        images, compressed = [], []
+        for msg in msgs:
+            pixels, data = compact_camera(image_to_rgb8(msg), settings, self._server_image_size)
+            if data is None:
+                out = numpy_to_image(pixels, "rgb8")
+                out.header = msg.header  # type: ignore[attr-defined]
+                images.append(out)
+            else:
+                cmsg = CompressedImage(format=JPEG_FORMAT)
+                cmsg.header = msg.header  # type: ignore[attr-defined]
+                cmsg.data = array.array("B", data)
+                compressed.append(cmsg)
+        obs.images, obs.compressed_images = images, compressed
 
     def _on_goal_response(self, req: _Request, future: object) -> None:
         try:
@@ -537,6 +600,10 @@ class ActionQueueNode(Node):
             self._fail(req, f"no result: {exc}")
             return
         status, result = response.status, response.result
+        size = (int(getattr(result, "image_width", 0)), int(getattr(result, "image_height", 0)))
+        if size[0] > 0 and size[1] > 0 and size != self._server_image_size:
+            self._server_image_size = size
+            self.get_logger().info(f"policy server's camera input size: {size[0]}x{size[1]}")
         if status != GoalStatus.STATUS_SUCCEEDED or result.error:
             self._fail(req, f"request failed (status {status}): {result.error or 'no chunk'}")
             return

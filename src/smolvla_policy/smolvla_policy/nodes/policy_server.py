@@ -256,6 +256,9 @@ class PolicyServerNode(Node):
         with self._jobs_lock:
             job = self._jobs.get(key)
         result = PredictChunk.Result()
+        size = getattr(self.scheduler.backend, "image_input_size", None)  # compact observations (issue 17)
+        if size:
+            result.image_width, result.image_height = int(size[0]), int(size[1])
         if job is None:  # cannot happen: every accepted goal gets a job
             result.error = "internal error: unknown goal"
             _transition(goal_handle.abort)

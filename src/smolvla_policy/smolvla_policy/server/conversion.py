@@ -63,14 +63,23 @@ def observation_to_request(obs: Any, limits: RequestLimits, now_s: float | None 
 
     # Cameras.
     cam_names = [str(c) for c in obs.camera_names]
-    if len(cam_names) != len(obs.images):
+    compressed = list(getattr(obs, "compressed_images", None) or [])
+    if compressed and len(obs.images):
+        raise BadRequest("observation has both images and compressed_images (send one or the other)")
+    if len(cam_names) != len(obs.images) and not compressed:
         raise BadRequest(f"observation has {len(cam_names)} camera names but {len(obs.images)} images")
+    if compressed and len(cam_names) != len(compressed):
+        raise BadRequest(
+            f"observation has {len(cam_names)} camera names but {len(compressed)} compressed images"
+        )
     if any(not c for c in cam_names):
         raise BadRequest("observation has an empty camera name")
     if len(set(cam_names)) != len(cam_names):
         dup = next(c for c in cam_names if cam_names.count(c) > 1)
         raise BadRequest(f"observation names camera '{dup}' twice")
     images: dict[str, np.ndarray] = {}
+    if compressed:
+        images = _compressed_images(cam_names, compressed, limits)
     for cam, msg in zip(cam_names, obs.images):
         pixels = int(msg.width) * int(msg.height)
         if pixels > limits.max_image_pixels:
@@ -97,6 +106,32 @@ def observation_to_request(obs: Any, limits: RequestLimits, now_s: float | None 
         seed=limits.seed,
         extras={"stamp": (int(stamp.sec), int(stamp.nanosec)), "frame_id": str(obs.header.frame_id)},
     )
+
+
+def _compressed_images(cam_names: list[str], msgs: list[Any], limits: RequestLimits) -> dict[str, np.ndarray]:
+    """CompressedImage (JPEG/PNG) per camera -> rgb8 arrays; the pixel limit is checked from the header."""
+    from smolvla_policy.compact_observation import (
+        CompactObservationError,
+        compressed_size,
+        decode_compressed,
+    )
+
+    images: dict[str, np.ndarray] = {}
+    for cam, msg in zip(cam_names, msgs):
+        size = compressed_size(msg.data)
+        if size is not None and size[0] * size[1] > limits.max_image_pixels:
+            raise BadRequest(
+                f"camera '{cam}': compressed image {size[0]}x{size[1]} has {size[0] * size[1]} pixels, more "
+                f"than max_image_pixels = {limits.max_image_pixels}"
+            )
+        try:
+            img = decode_compressed(msg.format, msg.data)
+        except CompactObservationError as exc:
+            raise BadRequest(f"camera '{cam}': {exc}") from None
+        if img.shape[0] * img.shape[1] > limits.max_image_pixels:
+            raise BadRequest(f"camera '{cam}': compressed image has more than max_image_pixels pixels")
+        images[cam] = img
+    return images
 
 
 def check_chunk(chunk: Any, request: ChunkRequest) -> np.ndarray:

@@ -146,6 +146,13 @@ class SmolVLABackend:
         self.policy.num_steps = int(value)
 
     @property
+    def image_input_size(self) -> tuple[int, int] | None:
+        """(width, height) the model resizes-with-pad every camera to (None: any size); reported to clients
+        in the PredictChunk result so they can send compact observations."""
+        size = getattr(getattr(self.policy, "config", None), "resize_imgs_with_padding", None)
+        return (int(size[0]), int(size[1])) if size else None
+
+    @property
     def camera_keys(self) -> list[str]:
         return list(self.policy.camera_keys)
 
