@@ -292,9 +292,10 @@ class _McapFile(Bag):
                 except StopIteration:
                     return
                 except Exception as exc:  # noqa: BLE001 - truncation, bad CRC, bad compression, ...
-                    note = f"{self.path.name}: damaged near byte {f.tell()}: {describe_damage(exc)}"
+                    what = f"damaged near byte {f.tell()}: {describe_damage(exc)}"
+                    note = f"{self.path.name}: {what}"
                     if not self.salvage:
-                        raise BagError(f"{self.path}: {note}; {SALVAGE_HINT}") from exc
+                        raise BagError(f"{self.path}: {what}; {SALVAGE_HINT}") from exc
                     if note not in self.notes:
                         self.notes.append(note + "; messages after it are lost")
                     return
