@@ -99,9 +99,13 @@ def _set_dds_profile(context: Any) -> list[Any]:
     variables, removed = profile_environment(
         LaunchConfiguration("dds_profile").perform(context), fast_dds_major_version()
     )
-    return [SetEnvironmentVariable(k, v) for k, v in variables.items()] + [
-        UnsetEnvironmentVariable(k) for k in removed
-    ]
+    # rmw_fastrtps leaves discovery to the profile only with SYSTEM_DEFAULT; otherwise a UDP profile
+    # (config/fastdds_udp_peers.xml, issue 17) still multicasts SPDP. Harmless with the SHM-only profile.
+    return (
+        [SetEnvironmentVariable(k, v) for k, v in variables.items()]
+        + [UnsetEnvironmentVariable(k) for k in removed]
+        + [SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "SYSTEM_DEFAULT")]
+    )
 
 
 def dds_profile() -> list[Any]:
