@@ -55,7 +55,9 @@ def ros_executor(ros_context: object) -> Iterator[object]:
     try:
         yield executor
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        from smolvla_common.executor_shutdown import shutdown_executor
+
+        shutdown_executor(executor, thread)  # no "exception was never retrieved" after the run (issue 19)
         thread.join(timeout=10.0)
         for node in list(executor.get_nodes()):
             node.destroy_node()

@@ -293,7 +293,9 @@ class _Harness:
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown(timeout_sec=5.0)
+        from smolvla_common.executor_shutdown import shutdown_executor
+
+        shutdown_executor(self.executor, self.thread)
         self.thread.join(timeout=10.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

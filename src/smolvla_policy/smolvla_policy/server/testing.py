@@ -119,7 +119,9 @@ class PolicyClient:
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown(timeout_sec=5.0)
+        from smolvla_common.executor_shutdown import shutdown_executor
+
+        shutdown_executor(self.executor, self.thread)  # no "exception was never retrieved" (issue 19)
         self.thread.join(10.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

@@ -309,7 +309,9 @@ class SimTeleop:
         return ("" if result.bag_path else error), result
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        from smolvla_common.executor_shutdown import shutdown_executor
+
+        shutdown_executor(self.executor, self.thread)  # no "exception was never retrieved" (issue 19)
         self.thread.join(timeout=10.0)
         self.record_client.destroy()
         self.node.destroy_node()
