@@ -84,13 +84,15 @@ def stage_record(args: argparse.Namespace, out: Path) -> None:
     bags = out / "bags"
     bags.mkdir(parents=True, exist_ok=True)
     for _attempt in range(3):
-        done = {r["seed"] for r in recorded_episodes(bags)}
+        done = {r["seed"] for r in recorded_episodes(bags) if r.get("success")}
         todo = [s for s in range(args.seed0, args.seed0 + args.episodes) if s not in done]
         if not todo:
             break
         first = todo[0]
-        n = len([s for s in todo if s >= first])
-        log(f"record: {len(done)} of {args.episodes} episodes saved; recording {n} from seed {first}")
+        n = 1
+        while first + n in todo:  # record-sim records consecutive seeds
+            n += 1
+        log(f"record: {len(done)} of {args.episodes} demonstrations saved; recording {n} from seed {first}")
         part = bags / f"part_{first:06d}"
         if part.exists():  # a batch that died: keep its saved episodes, continue in a new batch directory
             part = bags / f"part_{first:06d}_{int(time.time())}"
@@ -100,18 +102,22 @@ def stage_record(args: argparse.Namespace, out: Path) -> None:
         cmd += ["--task-text", TASK_TEXT, "--no-progress"]
         code = run(cmd, out / "pipeline.log")
         if code != 0:
-            log(f"record-sim exited with {code}; retrying the missing episodes")
+            log(f"record-sim exited with {code}; retrying the missing demonstrations")
     records = recorded_episodes(bags)
-    ok = sum(bool(r.get("success")) for r in records)
-    log(f"record: {len(records)} episodes saved ({ok} successful demonstrations)")
-    if len(records) < args.episodes:
-        raise SystemExit(f"record: only {len(records)} of {args.episodes} episodes could be recorded")
+    ok = len({r["seed"] for r in records if r.get("success")})
+    log(f"record: {len(records)} episodes saved, {ok} successful demonstrations")
+    if ok < args.episodes:
+        log(f"record: only {ok} of {args.episodes} demonstrations succeeded (the rest is left out)")
 
 
 def stage_convert(args: argparse.Namespace, out: Path) -> None:
     dataset, marker = out / "dataset", out / "dataset.done.json"
     records = recorded_episodes(out / "bags")
-    bag_paths = sorted(r["bag_path"] for r in records if r.get("success"))
+    best: dict[int, str] = {}
+    for r in records:  # one bag per seed: its (last) successful recording
+        if r.get("success"):
+            best[r["seed"]] = r["bag_path"]
+    bag_paths = [best[s] for s in sorted(best)]
     if marker.exists() and json.loads(marker.read_text()).get("bags") == bag_paths:
         log(f"convert: {dataset} is up to date ({len(bag_paths)} episodes)")
         return
@@ -208,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=100, help="demonstrations to record")
     p.add_argument("--seed0", type=int, default=0, help="seed of the first demonstration")
     p.add_argument("--image-size", type=int, default=128, help="camera width = height [px]")
-    p.add_argument("--record-rtf", type=float, default=0.0, help="real-time factor while recording (0 = max)")
+    p.add_argument("--record-rtf", type=float, default=0.5, help="real-time factor while recording")
     p.add_argument("--init", type=Path, default=DEFAULT_INIT, help="finetune --init (config JSON or ckpt)")
     p.add_argument("--steps", type=int, default=3000, help="training steps")
     p.add_argument("--batch-size", type=int, default=32)
