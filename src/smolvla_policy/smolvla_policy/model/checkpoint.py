@@ -18,7 +18,11 @@ a local directory -> built-in SmolVLM2-500M constants (config) and the Hugging F
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,11 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VLM_DIR = "vlm"
 OPTIONAL_KEYS = ("model.vlm_with_expert.vlm.lm_head.weight",)
+#: Fields of lerobot 0.6.1's SmolVLAConfig that SmolVLAConfig does not model (kept in ``extra``); any other
+#: key of config.json that SmolVLAConfig does not know is refused at load, naming it, as lerobot does.
+LEROBOT_ONLY_FIELDS = ("pretrained_path", "pretrained_revision", "use_peft")
+#: What the Hugging Face hub accepts as a repo id (``user/name``); anything else is a local path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class CheckpointError(RuntimeError):
@@ -51,8 +60,15 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike[str]) -> Path:
             raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a SmolVLA checkpoint directory")
         return path
     text = str(path_or_hub_id)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1 or not _HUB_ID.match(text):
         raise CheckpointError(f"checkpoint directory {text!r} does not exist")
+    if (
+        path.parent.is_dir()
+    ):  # 'outputs/ckpt' with a local 'outputs/': a mistyped path, not a hub id (issue 19)
+        raise CheckpointError(
+            f"checkpoint directory {text!r} does not exist (its parent {str(path.parent)!r} is a local "
+            "directory, so this is not taken for a Hugging Face hub id)"
+        )
     try:
         from huggingface_hub import snapshot_download
 
@@ -201,6 +217,45 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor]) ->
     return [k for k in OPTIONAL_KEYS if k in expected and k not in state]
 
 
+def check_config_fields(config: SmolVLAConfig, path: Path | str) -> None:
+    """Refuse config.json keys that neither SmolVLAConfig nor lerobot's SmolVLAConfig knows (a misspelled
+    field would otherwise silently keep its default), naming them and the closest known field."""
+    unknown = sorted(k for k in config.extra if k not in LEROBOT_ONLY_FIELDS)
+    if not unknown:
+        return
+    known = [f.name for f in dataclasses.fields(config) if f.name != "extra"]
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise CheckpointError(f"{path}: unknown field(s) {', '.join(hints)}; lerobot refuses them too")
+
+
+def check_normalizer(normalizer: Any, config: SmolVLAConfig) -> list[str]:
+    """Every normalised feature has finite stats of the feature's shape (else the first prediction fails)."""
+    problems = []
+    features = {**config.input_features, **config.output_features}
+    for key, feature in features.items():
+        mode = normalizer._mode(key)
+        if mode == "IDENTITY":
+            continue
+        if mode != "MEAN_STD":
+            problems.append(f"'{key}': normalisation mode {mode} is not supported (SmolVLA uses MEAN_STD)")
+            continue
+        size = math.prod(int(d) for d in feature.get("shape", ()))
+        for name in ("mean", "std"):
+            value = normalizer.stats.get(key, {}).get(name)
+            if value is None:
+                problems.append(f"'{key}.{name}' missing")
+            elif value.numel() != size:
+                problems.append(
+                    f"'{key}.{name}' has shape {list(value.shape)}, the feature {list(feature['shape'])}"
+                )
+            elif not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                problems.append(f"'{key}.{name}' is not finite")
+    return problems
+
+
 def load_policy(
     path_or_hub_id: str | os.PathLike[str],
     tokenizer: Any = None,
@@ -208,14 +263,22 @@ def load_policy(
     dtype: str | torch.dtype = "float32",
     vlm_config: VLMConfig | None = None,
 ) -> Any:
-    from .policy import SmolVLAPolicy
+    from .policy import SmolVLAPolicy, resolve_device
 
+    device = resolve_device(device)  # "auto" and unknown names: a clear error before anything is read
     directory = resolve_checkpoint_dir(path_or_hub_id)
     try:
         config = SmolVLAConfig.from_json(directory / CONFIG_NAME)
     except (ValueError, TypeError, NotImplementedError) as exc:
         raise CheckpointError(f"{directory / CONFIG_NAME}: {exc}") from exc
+    check_config_fields(config, directory / CONFIG_NAME)
     normalizer, tok_cfg = load_normalizer(directory, config)
+    problems = check_normalizer(normalizer, config)
+    if problems:
+        raise CheckpointError(
+            f"{directory}: normalisation stats (policy_preprocessor/postprocessor safetensors): "
+            + "; ".join(problems)
+        )
     vlm, tok = resolve_vlm(config, directory, vlm_config, tokenizer, tok_cfg.get("tokenizer_name"))
     cpu = torch.device(device).type == "cpu"
     state = read_state_dict(directory / WEIGHTS_NAME, column_major=cpu)

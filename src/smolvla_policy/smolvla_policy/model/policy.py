@@ -41,7 +41,21 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
+    """A torch device; ``"auto"`` = cuda, else mps, else cpu (as the policy server); a bad name is a
+    ValueError naming the choices."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        mps = getattr(torch.backends, "mps", None)
+        device = (
+            "cuda"
+            if torch.cuda.is_available()
+            else "mps"
+            if mps is not None and mps.is_available()
+            else "cpu"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps or auto") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
