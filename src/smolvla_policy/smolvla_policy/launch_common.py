@@ -254,6 +254,16 @@ def policy_arguments(backend: str = "smolvla", task: str = "pick up the cube") -
             default_value="weighted_average",
             description="latest_only | weighted_average | average | conservative | blend",
         ),
+        DeclareLaunchArgument(
+            "observation_image_size",
+            default_value="",
+            description="compact observations (docs/remote_policy.md): '' raw | auto | WIDTHxHEIGHT",
+        ),
+        DeclareLaunchArgument(
+            "observation_jpeg_quality",
+            default_value="0",
+            description="0 = rgb8 images; 1..100 = JPEG-encoded observations at this quality",
+        ),
     ]
 
 
@@ -287,6 +297,8 @@ def action_queue_node(extra: dict[str, Any] | None = None) -> Any:
         "fps": number("fps"),
         "chunk_threshold": number("chunk_threshold"),
         "aggregate_fn": string("aggregate_fn"),
+        "observation_image_size": string("observation_image_size"),
+        "observation_jpeg_quality": integer("observation_jpeg_quality"),
         **(extra or {}),
     }
     return node("smolvla_policy", "action_queue", "action_queue", [config_file("action_queue.yaml"), params])
