@@ -6,8 +6,16 @@ every few seconds a status line (control tick, queue size, idle ticks, chunks, i
 per finished episode (success or timeout), and a summary at the end. Episodes are restarted through the
 simulator's ``~/reset`` service (the action queue is stopped and restarted around it).
 
-    python tools/run_demo.py --episodes 5                  # scripted expert behind the policy server
+    python tools/run_demo.py --episodes 5                       # the shipped SmolVLA checkpoint
+    python tools/run_demo.py backend:=scripted --episodes 5     # the scripted expert behind the policy server
     python tools/run_demo.py backend:=smolvla checkpoint:=/path/to/finetuned_smolvla --episodes 3
+
+Without a ``backend`` argument the policy server runs the SmolVLA checkpoint that ships in
+``models/smolvla_sim_pick_place`` (trained by the suite on simulated demonstrations, see its MODEL_CARD.md),
+with the camera size and instruction it was trained with. ``backend:=scripted`` selects the simulator's
+scripted pick-and-place expert (``smolvla_sim.expert_backend:make_backend``) behind the same PredictChunk
+action.
+``--results FILE`` appends one JSON line per episode (seed, success, duration).
 """
 
 from __future__ import annotations
@@ -23,6 +31,27 @@ import mini_launch  # noqa: E402
 import ros_harness  # noqa: E402
 
 LAUNCH_FILE = ros_harness.REPO_ROOT / "launch" / "sim_demo.launch.py"
+#: The SmolVLA checkpoint the main job runs by default, and the launch arguments it was trained for.
+SHIPPED_CHECKPOINT = ros_harness.REPO_ROOT / "models" / "smolvla_sim_pick_place"
+SHIPPED_DEFAULTS = {"image_size": "128", "task": "Pick up the red cube and place it in the blue box."}
+EXPERT_BACKEND = "smolvla_sim.expert_backend:make_backend"
+
+
+def resolve_overrides(overrides: dict[str, str]) -> dict[str, str]:
+    """Launch arguments with the main job's defaults: the shipped SmolVLA unless a backend is given;
+    ``backend:=scripted`` means the simulator's scripted expert."""
+    out = dict(overrides)
+    backend = out.get("backend")
+    if backend is None:
+        out["backend"] = "smolvla"
+        out.setdefault("checkpoint", str(SHIPPED_CHECKPOINT))
+    elif backend in ("scripted", "expert"):
+        out["backend"] = EXPERT_BACKEND
+    shipped = Path(out.get("checkpoint", "")).resolve() == SHIPPED_CHECKPOINT.resolve()
+    if out["backend"] == "smolvla" and shipped:
+        for key, value in SHIPPED_DEFAULTS.items():
+            out.setdefault(key, value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,16 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--episode-timeout", type=float, default=45.0, help="seconds before an episode fails")
     parser.add_argument("--status-period", type=float, default=5.0, help="seconds between status lines")
+    parser.add_argument("--results", type=Path, default=None, help="append one JSON line per episode here")
     parser.add_argument(
         "--startup-timeout", type=float, default=120.0, help="seconds to wait for the first chunk"
     )
     args = parser.parse_args(argv)
-    overrides = dict(a.split(":=", 1) for a in args.arguments)
+    bad = [a for a in args.arguments if ":=" not in a]
+    if bad:
+        parser.error(f"launch arguments must be name:=value, got {bad[0]!r}")
+    overrides = resolve_overrides(dict(a.split(":=", 1) for a in args.arguments))
+    if overrides.get("checkpoint") == str(SHIPPED_CHECKPOINT) and not SHIPPED_CHECKPOINT.is_dir():
+        parser.error(f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing (pass backend:=scripted)")
+    sim_time = overrides.get("use_sim_time", "false").lower() in ("true", "1", "yes")
     plan = mini_launch.describe(LAUNCH_FILE, overrides)
     ros_harness.apply_ros_environment()
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Bool
     from std_srvs.srv import Trigger
 
@@ -57,7 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     procs = mini_launch.start_nodes(plan)
     rclpy.init(args=[])  # not sys.argv: rcl would read the launch arguments (name:=value) as remappings
     node = rclpy.create_node("demo_monitor")
-    state: dict[str, object] = {"status": None, "success": False}
+    state: dict[str, object] = {"status": None, "success": False, "clock": None}
+    if sim_time:  # episode times and timeouts in simulated seconds (the simulator may lag real time)
+        node.create_subscription(
+            Clock, "/clock", lambda m: state.update(clock=m.clock.sec + 1e-9 * m.clock.nanosec), 10
+        )
+
+    def now_s() -> float:
+        clock = state["clock"]
+        return float(clock) if sim_time and clock is not None else time.monotonic()
+
     node.create_subscription(QueueStatus, "/smolvla/queue_status", lambda m: state.update(status=m), 10)
     node.create_subscription(Bool, "/sim_node/task_success", lambda m: state.update(success=m.data), 10)
     reset = node.create_client(Trigger, "/sim_node/reset")
@@ -78,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         return fut.result().message if fut.done() else f"{name}: no answer"
 
     results: list[tuple[int, bool, float]] = []
+    seed = int(overrides.get("seed", "0"))
+
+    def record(episode: int, ok: bool, duration: float) -> None:
+        if args.results is None:
+            return
+        import json
+
+        line = {"episode": episode, "seed": seed, "success": ok, "duration_s": round(duration, 3)}
+        line["clock"] = "sim" if sim_time else "wall"
+        with open(args.results, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
     code = 0
     try:
         t_start = time.monotonic()
@@ -89,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.1)
         print(f"[demo] first chunk after {time.monotonic() - t_start:.1f} s; running")
-        episode_start = last_status = time.monotonic()
+        last_status = time.monotonic()
+        episode_start = now_s()
         state["success"] = False
         while args.episodes == 0 or len(results) < args.episodes:
             time.sleep(0.05)
-            now = time.monotonic()
+            now = now_s()
             if any(not p.alive() for p in procs):
                 for p in procs:
                     if not p.alive():
@@ -101,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = 1
                 break
             st = state["status"]
-            if now - last_status >= args.status_period and st is not None:
-                last_status = now
+            if time.monotonic() - last_status >= args.status_period and st is not None:
+                last_status = time.monotonic()
                 print(
                     f"[demo] episode {len(results) + 1} t={now - episode_start:5.1f}s tick={st.tick} "
                     f"queue={st.queue_size}/{st.chunk_size} g={st.threshold:.2f} idle={st.idle_ticks} "
@@ -114,14 +173,19 @@ def main(argv: list[str] | None = None) -> int:
                 ok = bool(state["success"])
                 results.append((len(results) + 1, ok, now - episode_start))
                 verdict = "SUCCESS" if ok else "timeout"
-                print(f"[demo] episode {len(results)}: {verdict} after {now - episode_start:.1f} s")
+                duration = now - episode_start
+                print(f"[demo] episode {len(results)}: {verdict} after {duration:.1f} s (seed {seed})")
+                record(len(results), ok, now - episode_start)
                 if args.episodes and len(results) >= args.episodes:
                     break
                 call(q_stop, "stop")
-                print(f"[demo] reset: {call(reset, 'reset')}")
+                message = call(reset, "reset")
+                print(f"[demo] reset: {message}")
+                words = message.split()
+                seed = int(words[words.index("seed") + 1]) if "seed" in words[:-1] else seed + 1
                 state["success"] = False
                 call(q_start, "start")
-                episode_start = time.monotonic()
+                episode_start = now_s()
     except KeyboardInterrupt:
         pass
     finally:
