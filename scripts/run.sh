@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the main job: the simulated SO-101 in a closed loop with the policy server and
-# the asynchronous action queue (python tools/run_demo.py; arguments are passed on, see --help).
+# the asynchronous action queue (python tools/run_demo.py; arguments are passed on, see --help). The policy is
+# the SmolVLA checkpoint shipped in models/smolvla_sim_pick_place (trained by this suite in simulation);
+# backend:=scripted runs the simulator's scripted expert instead.
 # Usage: scripts/run.sh [--episodes N] [--viewer] [name:=value ...]     e.g. scripts/run.sh backend:=scripted
 set -eo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
