@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=30.0, help="command rate [Hz] (default 30)")
     p.add_argument("--max-step", type=float, default=0.05, help="the driver's step cap [rad] (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--graph",
+        action="store_true",
+        help="commands from policy_server (scripted) through action_queue; adds the faults kill_server, "
+        "stall_model (--stall s), kill_queue",
+    )
+    p.add_argument("--stall", type=float, default=10.0, help="model stall of the stall_model fault [s]")
     p.add_argument("--no-write", action="store_true", help="print only, write no docs")
     return p
 
@@ -75,7 +82,15 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
         totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
     body = [
         f"Run: `benchmarks/soak.py --minutes {args.minutes:g} --period {args.period:g} "
-        f"--fault-duration {args.fault_duration:g}` on {time.strftime('%Y-%m-%d')}; {machine_line()}",
+        f"--fault-duration {args.fault_duration:g}{' --graph' if args.graph else ''}` on "
+        f"{time.strftime('%Y-%m-%d')}; {machine_line()}",
+        "",
+        "Commands: "
+        + (
+            "policy_server (scripted sinusoid) -> action_queue -> driver."
+            if args.graph
+            else f"the harness's {args.rate:g} Hz stream -> driver."
+        ),
         "",
         markdown_table(["fault", "injected", "recovered", "median recovery s", "max recovery s"], rows),
         "",
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             max_step=args.max_step,
             seed=args.seed,
             progress=progress,
+            faults=(*fault_soak.FAULTS, *fault_soak.GRAPH_FAULTS) if args.graph else fault_soak.FAULTS,
+            graph=args.graph,
+            stall_s=args.stall,
         )
     bar.close()
     text = report(result, args, time.monotonic() - t0)

@@ -27,6 +27,7 @@ Plain Python around rclpy; nothing here is imported by the nodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,10 +39,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ros_harness
 
 FAULTS = ("unplug", "brownout", "drop", "garble", "flood", "param_fuzz", "kill")
+#: with ``graph=True`` (policy_server + action_queue produce the commands) besides FAULTS
+GRAPH_FAULTS = ("kill_server", "stall_model", "kill_queue")
 
 #: calibration of the emulated follower (the one the driver tests use)
 CAL = {
@@ -76,6 +80,7 @@ class SoakResult:
     crash_logs: list[str] = field(default_factory=list)
     goal_writes: int = 0
     over_cap: int = 0
+    over_cap_events: list[tuple[float, int, float]] = field(default_factory=list)  # (s, servo id, change rad)
     max_change_rad: float = 0.0
     faults: list[FaultRecord] = field(default_factory=list)
     rejection_kinds_logged: list[str] = field(default_factory=list)
@@ -90,7 +95,7 @@ class SoakResult:
     def fault_table(self) -> list[tuple[str, int, int, float, float]]:
         """(fault, injected, recovered, median recovery s, max recovery s) per fault kind."""
         rows = []
-        for name in FAULTS:
+        for name in (*FAULTS, *GRAPH_FAULTS):
             recs = [f for f in self.faults if f.name == name]
             if not recs:
                 continue
@@ -201,6 +206,7 @@ class _Harness:
         )
         self.node.create_subscription(Log, "/rosout", self._on_log, rosout_qos)
         self.set_params = self.node.create_client(SetParameters, "/so_arm_driver/set_parameters")
+        self.server_params = self.node.create_client(SetParameters, "/policy_server/set_parameters")
         self.get_params = self.node.create_client(GetParameters, "/so_arm_driver/get_parameters")
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
@@ -265,7 +271,7 @@ class _Harness:
             return None
         return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
 
-    def set_parameter(self, name: str, value: object) -> bool | None:
+    def set_parameter(self, name: str, value: object, client: Any = None) -> bool | None:
         from rcl_interfaces.msg import Parameter as ParameterMsg
         from rcl_interfaces.msg import ParameterType, ParameterValue
         from rcl_interfaces.srv import SetParameters
@@ -287,7 +293,8 @@ class _Harness:
             v.type, v.double_array_value = ParameterType.PARAMETER_DOUBLE_ARRAY, value
         else:
             v.type, v.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, [str(x) for x in value]  # type: ignore[union-attr]
-        res = self.call(self.set_params, SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)]))
+        request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)])
+        res = self.call(client or self.set_params, request)
         return None if res is None else bool(res.results[0].successful)
 
     def close(self) -> None:
@@ -312,6 +319,8 @@ def run_soak(
     seed: int = 0,
     domain_id: int | None = None,
     progress: Callable[[float, str], None] | None = None,
+    graph: bool = False,
+    stall_s: float = 10.0,
 ) -> SoakResult:
     """Run the soak: one fault every ``period_s`` seconds (cycling through ``faults``), each held for
     ``fault_duration_s``, for ``duration_s`` seconds in total (at least one round of ``faults``)."""
@@ -343,7 +352,7 @@ def run_soak(
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # the in-process emulator thread answers in time (ENVIRONMENT.md §9)
     emu = Emulator(positions=positions, link=link, seed=seed)
-    emu.goal_log = []
+    emu.goal_present_log = []
     emu.start()
     harness = _Harness(domain, rate_hz, seed)
     drivers: list[ros_harness.NodeProcess] = []
@@ -361,6 +370,39 @@ def run_soak(
 
     driver = start_driver()
     killed: set[int] = set()
+    # graph mode: the commands come from policy_server (scripted sinusoid) through action_queue
+    others: dict[str, ros_harness.NodeProcess] = {}
+    other_params = {
+        "policy_server": {
+            "backend": "scripted",
+            "backend_options": json.dumps({"mode": "sinusoid", "amplitude": 0.3, "period_s": 6.0}),
+            "publish_markers": False,
+        },
+        "action_queue": {"cameras": [""], "task": "soak", "similarity_epsilon": -1.0, "max_step": 0.5},
+    }
+    restarts = {"policy_server": 0, "action_queue": 0}
+
+    def start_other(name: str) -> ros_harness.NodeProcess:
+        proc = ros_harness.NodeProcess(
+            "smolvla_policy",
+            name,
+            parameters=other_params[name],
+            env=env,
+            log_path=work / f"{name}-{restarts[name]}.log",
+        )
+        restarts[name] += 1
+        others[name] = proc
+        return proc
+
+    def kill(proc: ros_harness.NodeProcess) -> None:
+        killed.add(id(proc))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.proc.pid, signal.SIGKILL)
+        proc.proc.wait()
+
+    if graph:
+        start_other("policy_server")
+        start_other("action_queue")
     schedule: list[tuple[float, str]] = []
     n_faults = max(len(faults), int(duration_s // period_s))
     duration_s = max(duration_s, n_faults * period_s)
@@ -370,7 +412,31 @@ def run_soak(
     active: FaultRecord | None = None
     active_clear: Callable[[], None] | None = None
     brownouts = 0
-    last_write_any = -math.inf
+    last_motion = -math.inf  # time.monotonic() of the last goal write that changed a servo's goal
+
+    def drain_goals() -> None:
+        """Take the applied goal writes out of the emulator's log (flat memory): step cap, motion."""
+        nonlocal last_motion
+        with emu.locked():
+            new = list(emu.goal_present_log)
+            emu.goal_present_log.clear()
+        for when, motor_id, goal, present in new:
+            if motor_id in last_goal:
+                change = abs(goal - last_goal[motor_id])
+                result.max_change_rad = max(result.max_change_rad, change * calib.RAD_PER_TICK)
+                # a jump: neither a capped step from the last goal nor a hold where the servo is (after a
+                # brown-out or a restart the arm stopped short of its last goal: holding there is no jump)
+                if change > cap_ticks and abs(goal - present) > cap_ticks:
+                    result.over_cap += 1
+                    if len(result.over_cap_events) < 100:
+                        result.over_cap_events.append(
+                            (when - harness.t0, motor_id, change * calib.RAD_PER_TICK)
+                        )
+                if change > 0:
+                    last_motion = when
+            last_goal[motor_id] = goal
+            result.goal_writes += 1
+
     last_goal: dict[int, int] = {}
     fuzzer: threading.Thread | None = None
     try:
@@ -378,6 +444,11 @@ def run_soak(
             lambda: harness.diag is not None and harness.diag[3].get("torque_enabled") == "True", 60.0
         ):
             raise RuntimeError("the driver did not come up with torque on:\n" + driver.output())
+        if graph and not ros_harness.wait_for(
+            lambda: harness.diag is not None and harness.diag[2] == "following commands", 120.0
+        ):
+            logs = "\n".join(f"--- {n}:\n{p.output()[-3000:]}" for n, p in others.items())
+            raise RuntimeError("policy_server -> action_queue -> driver never started following:\n" + logs)
         harness.t0 = time.monotonic()
         t_next = 0.0
         dt = 1.0 / rate_hz
@@ -388,7 +459,8 @@ def run_soak(
             if t >= duration_s and active is None and not schedule:
                 break
             # -- command tick ------------------------------------------------------------------------
-            harness.command(t)
+            if not graph:
+                harness.command(t)
             result.ticks += 1
             with harness.lock:
                 diag = harness.diag
@@ -401,6 +473,11 @@ def run_soak(
                 result.crashes += 1
                 result.crash_logs.append(driver.output()[-4000:])
                 driver = start_driver()
+            for oname, proc in list(others.items()):
+                if not proc.alive() and id(proc) not in killed:
+                    result.crashes += 1
+                    result.crash_logs.append(f"{oname}:\n" + proc.output()[-4000:])
+                    start_other(oname)
             # -- faults --------------------------------------------------------------------------------
             # the next fault waits for the previous one's recovery (at most one period after it cleared)
             waiting = any(t < rec.clear + period_s for rec in pending)
@@ -430,16 +507,25 @@ def run_soak(
                     fuzzer.start()
                     active_clear = fuzzer.join
                 elif name == "kill":
-                    killed.add(id(driver))
-                    os.killpg(driver.proc.pid, signal.SIGKILL)
-                    driver.proc.wait()
+                    kill(driver)
                     active_clear = lambda: None  # noqa: E731
+                elif name in ("kill_server", "kill_queue") and graph:
+                    oname = "policy_server" if name == "kill_server" else "action_queue"
+                    kill(others[oname])
+                    active_clear = lambda oname=oname: start_other(oname)  # type: ignore[misc]  # noqa: E731
+                elif name == "stall_model" and graph:
+                    harness.set_parameter("latency_ms", 1000.0 * stall_s, harness.server_params)
+                    active_clear = lambda: harness.set_parameter(  # noqa: E731
+                        "latency_ms", 0.0, harness.server_params
+                    )
                 else:
-                    raise ValueError(f"unknown fault {name!r}; known: {FAULTS}")
+                    raise ValueError(
+                        f"unknown fault {name!r}; known: {FAULTS}, with graph=True {GRAPH_FAULTS}"
+                    )
             if (
                 active is not None
                 and math.isinf(active.clear)
-                and t >= active.start + fault_duration_s
+                and t >= active.start + (stall_s if active.name == "stall_model" else fault_duration_s)
                 and not (fuzzer is not None and fuzzer.is_alive())
             ):
                 assert active_clear is not None
@@ -451,31 +537,9 @@ def run_soak(
                 result.faults.append(active)
                 pending.append(active)
                 active = None
-            # -- goals the servos applied: step cap, and recovery (goals reach the servos again) --------
-            with emu.locked():  # taken out of the log: a long soak must not grow the harness's memory
-                new = list(emu.goal_log)
-                emu.goal_log.clear()
-                last_write_any = new[-1][0] if new else last_write_any
-            for _, motor_id, goal in new:
-                if motor_id in last_goal:
-                    change = abs(goal - last_goal[motor_id])
-                    result.max_change_rad = max(result.max_change_rad, change * calib.RAD_PER_TICK)
-                    if change > cap_ticks:
-                        result.over_cap += 1
-                last_goal[motor_id] = goal
-                result.goal_writes += 1
-            if pending and new and diag is not None:
-                last_write = new[-1][0] - harness.t0
-                for rec in list(pending):
-                    if (
-                        diag[0] > rec.clear
-                        and diag[1] == 0
-                        and diag[2] == "following commands"
-                        and diag[3].get("torque_enabled") == "True"
-                        and last_write > rec.clear
-                    ):
-                        rec.recovered_at = max(diag[0], last_write)
-                        pending.remove(rec)
+            # -- goals the servos applied: step cap, and recovery (the arm moves again) -----------------
+            drain_goals()
+            _settle(harness, pending, last_motion - harness.t0)
             # -- memory --------------------------------------------------------------------------------
             if t >= next_rss:
                 next_rss = t + 1.0
@@ -493,12 +557,8 @@ def run_soak(
 
         # the last faults get time to recover
         def still_pending() -> bool:
-            nonlocal last_write_any
-            with emu.locked():
-                if emu.goal_log:
-                    last_write_any = emu.goal_log[-1][0]
-                emu.goal_log.clear()
-            return _settle(harness, pending, last_write_any - harness.t0)
+            drain_goals()
+            return _settle(harness, pending, last_motion - harness.t0)
 
         ros_harness.wait_for(
             lambda: (harness.command(harness.now()) or True) and not still_pending(),
@@ -525,7 +585,7 @@ def run_soak(
         with harness.lock:
             result.diag_log = list(harness.diag_log)
     finally:
-        for proc in drivers:
+        for proc in [*others.values(), *drivers]:
             if proc.alive():
                 proc.stop()
         harness.close()
@@ -545,8 +605,9 @@ def driver_rss_slope(result: SoakResult) -> tuple[float, float, float]:
     return slope_mb_per_h(longest), longest[0][1], longest[-1][1]
 
 
-def _settle(harness: _Harness, pending: list[FaultRecord], last_write: float) -> bool:
-    """True while faults are still waiting to be recovered (re-checked like the main loop)."""
+def _settle(harness: _Harness, pending: list[FaultRecord], last_motion: float) -> bool:
+    """Mark the pending faults recovered once the driver reports OK "following commands" with the torque on
+    and the servos' goals move again after the fault cleared; True while some are still pending."""
     with harness.lock:
         diag = harness.diag
     if not pending or diag is None:
@@ -557,9 +618,9 @@ def _settle(harness: _Harness, pending: list[FaultRecord], last_write: float) ->
             and diag[1] == 0
             and diag[2] == "following commands"
             and diag[3].get("torque_enabled") == "True"
-            and last_write > rec.clear
+            and last_motion > rec.clear
         ):
-            rec.recovered_at = max(diag[0], last_write)
+            rec.recovered_at = max(diag[0], last_motion)
             pending.remove(rec)
     return bool(pending)
 

@@ -239,6 +239,9 @@ class Emulator:
         self._buf = bytearray()
         #: set to a list to record (time, id, goal) of every synced Goal_Position write (tests, benchmarks)
         self.goal_log: list[tuple[float, int, int]] | None = None
+        #: set to a list to record (time, id, goal, present position before the write) of every synced
+        #: Goal_Position write (the soak tells a jump from a hold where the arm stopped)
+        self.goal_present_log: list[tuple[float, int, int, int]] | None = None
         self.stats = {
             "packets": 0,
             "replies": 0,
@@ -470,7 +473,10 @@ class Emulator:
                     servo = self._alive(params[k])
                     if servo is not None:
                         servo.refresh(now)
+                        present = servo.present_position
                         servo.write(addr, params[k + 1 : k + 1 + n])
+                        if self.goal_present_log is not None and addr == 42:
+                            self.goal_present_log.append((now, servo.motor_id, servo.goal_position, present))
                         if self.goal_log is not None and addr == 42:
                             self.goal_log.append((now, servo.motor_id, servo.goal_position))
                 return

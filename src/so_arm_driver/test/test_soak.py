@@ -34,6 +34,20 @@ def test_fault_soak_short(tmp_path):
 
 
 @pytest.mark.slow
+def test_fault_soak_graph(tmp_path):
+    """The commands come from policy_server (scripted) through action_queue; the server and the queue are
+    killed and restarted, the model stalls for 10 s, and the arm-side faults still recover."""
+    faults = (*fault_soak.GRAPH_FAULTS, "kill", "unplug", "brownout")
+    result = fault_soak.run_soak(
+        tmp_path, duration_s=0, faults=faults, fault_duration_s=1.5, period_s=6.0, graph=True
+    )
+    summary = f"faults {result.fault_table()} unrecovered {result.unrecovered} crashes {result.crash_logs}"
+    assert result.crashes == 0 and result.over_cap == 0, summary
+    assert {f.name for f in result.faults} == set(faults) and result.unrecovered == [], summary
+    assert result.final_torque_on and result.final_level == "OK: following commands", summary
+
+
+@pytest.mark.slow
 def test_fault_soak_three_rounds(tmp_path):
     result = fault_soak.run_soak(tmp_path, duration_s=3 * 7 * 8.0, fault_duration_s=2.0, period_s=8.0, seed=1)
     _check(result)
