@@ -77,6 +77,9 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
         ("rejection kinds logged", len(result.rejection_kinds_logged)),
         ("final state", f"{result.final_level}, torque {'on' if result.final_torque_on else 'OFF'}"),
     ]
+    if result.over_cap_events:
+        events = ", ".join(f"{t:.1f} s id {i} {c:.3f} rad" for t, i, c in result.over_cap_events[:10])
+        totals.append(("over-cap goals (first 10)", events))
     recov = [f.recovery_s for f in result.faults if f.recovery_s is not None]
     if recov:
         totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
