@@ -330,10 +330,34 @@ def viewer(extra: dict[str, Any] | None = None) -> list[Any]:
     ]
 
 
+def _robot_state_publisher(context: Any) -> list[Any]:
+    """OpaqueFunction body: with ``rviz:=true``, robot_state_publisher for the TF frames of the robot model
+    (the URDF of the ``robot`` argument; the driver's or simulator's calibrated copy stays the one on
+    /robot_description: this one is remapped to robot_state_publisher/robot_description)."""
+    from launch.substitutions import LaunchConfiguration
+
+    if LaunchConfiguration("rviz").perform(context).strip().lower() not in ("true", "1"):
+        return []
+    from so_arm_description.robot_model import build_urdf
+
+    robot = LaunchConfiguration("robot").perform(context)
+    return [
+        node(
+            "robot_state_publisher",
+            "robot_state_publisher",
+            "robot_state_publisher",
+            [{"robot_description": build_urdf(robot)}],
+            arguments=["--ros-args", "-r", "robot_description:=robot_state_publisher/robot_description"],
+            required=False,
+        )
+    ]
+
+
 def rviz() -> list[Any]:
-    """The ``rviz`` argument and an rviz2 node (off by default) showing the predicted gripper path of each
-    chunk and the cameras (config/smolvla.rviz). Not required: closing rviz2 leaves the rest running."""
-    from launch.actions import DeclareLaunchArgument
+    """The ``rviz`` argument and an rviz2 node (off by default) showing the robot model (TF from
+    robot_state_publisher, started with it), the predicted gripper path of each chunk and the cameras
+    (config/smolvla.rviz). Not required: closing rviz2 leaves the rest running."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration
 
@@ -350,4 +374,5 @@ def rviz() -> list[Any]:
             condition=IfCondition(LaunchConfiguration("rviz")),
             required=False,
         ),
+        OpaqueFunction(function=_robot_state_publisher),
     ]
