@@ -506,16 +506,20 @@ class ArmDriver:
                 self.read_errors += 1
                 self._fail(sample, "read")
                 return CycleResult(None, False, errors=list(sample), duration=time.monotonic() - t0)
-            verify = self.consecutive_errors > 0 or self.state == DriverState.ERROR
+            recovering = self.consecutive_errors > 0 or self.state == DriverState.ERROR
+            verify = recovering
             if self.config.verify_period > 0 and t0 - self._last_verify >= self.config.verify_period:
                 verify = True
             if verify:
                 diffs = self._check_configuration()
                 if diffs and isinstance(diffs[0], busmod.BusError):
-                    self.read_errors += 1
-                    self._fail(diffs, "configuration read-back")  # type: ignore[arg-type]
-                    return CycleResult(None, False, errors=list(diffs), duration=time.monotonic() - t0)
-                self._last_verify = t0
+                    if recovering:  # no writes before the configuration is confirmed after a failure
+                        self.read_errors += 1
+                        self._fail(diffs, "configuration read-back")  # type: ignore[arg-type]
+                        return CycleResult(None, False, errors=list(diffs), duration=time.monotonic() - t0)
+                    diffs = []  # a periodic check that did not get through: control goes on, retried
+                else:
+                    self._last_verify = t0
                 if diffs:
                     errors = self._restore(diffs)  # type: ignore[arg-type]
                     sample = errors if errors else self._read_sample()  # the homing offset may be new
