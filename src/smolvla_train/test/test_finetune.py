@@ -167,3 +167,27 @@ def test_finetune_refuses_existing_output_and_wrong_camera_map(tmp_path: Path) -
     assert _finetune(tmp_path, "a", "--steps", "1") == 0
     assert _finetune(tmp_path, "a", "--steps", "1") == 2  # checkpoints exist, no --resume
     assert _finetune(tmp_path, "b", "--steps", "1", "--camera-map", "front=camera1") == 2
+
+
+def test_finetune_from_a_checkpoint_trains_only_the_expert_by_default(tmp_path: Path) -> None:
+    """lerobot's recipe: --init CKPT (strict load) -> the VLM stays bit-identical, the expert moves."""
+    from safetensors.torch import load_file
+
+    assert _finetune(tmp_path, "base", "--steps", "1") == 0
+    base = tmp_path / "base" / "checkpoints" / "last" / "pretrained_model"
+    from smolvla_train.finetune import main
+
+    args = ["--dataset", str(DATASET), "--init", str(base), "--out", str(tmp_path / "ft"), "--steps", "2",
+            "--batch-size", "2", "--grad-accum", "2", "--num-workers", "1", "--no-progress",
+            "--lr", "1e-3"]  # fmt: skip
+    assert main(args) == 0
+    before = load_file(str(base / "model.safetensors"))
+    after = load_file(
+        str(tmp_path / "ft" / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    )
+    assert before.keys() == after.keys()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(".vlm." not in k for k in moved)
+    assert any(".lm_expert." in k for k in moved) and "model.action_out_proj.weight" in moved
+    cfg = json.loads((tmp_path / "ft" / "train_config.json").read_text())
+    assert cfg["policy"]["trainable"] == "expert" and cfg["effective_batch_size"] == 4
