@@ -32,7 +32,7 @@ import yaml
 
 PROG = "ros2"
 #: How long to look for a node, topic or service before giving up [s].
-DISCOVERY_TIMEOUT = 10.0
+DISCOVERY_TIMEOUT = 30.0
 
 
 class CliError(RuntimeError):
@@ -465,11 +465,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _is_shim(path: Path) -> bool:
+    """True for a ``ros2`` written by :func:`install_shim` (not a ROS install's ros2cli)."""
+    try:
+        return "smolvla_train.ros2cli" in path.read_text(errors="replace")[:500]
+    except OSError:
+        return False
+
+
 def install_shim(bin_dir: str) -> int:
     """Write ``BIN_DIR/ros2`` running this module, unless a ros2 of a ROS install is on PATH."""
     target = Path(bin_dir) / "ros2"
     existing = shutil.which("ros2")
-    if existing and Path(existing).resolve() != target.resolve():
+    if existing and Path(existing).resolve() != target.resolve() and not _is_shim(Path(existing)):
         print(f"[ros2cli] a ros2 command is installed ({existing}): not installing the pip stand-in")
         return 0
     target.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m smolvla_train.ros2cli "$@"\n')

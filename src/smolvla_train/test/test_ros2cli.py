@@ -5,7 +5,8 @@
 - slow (real rclpy/DDS, the simulated loop of launch/sim_demo.launch.py): the README's command lines run
   verbatim through the installed ``ros2`` shim: ``ros2 param set /action_queue chunk_threshold 0.5`` and the
   change of g shows in ``ros2 topic echo /smolvla/queue_status --once``; an invalid value is refused;
-  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of an episode bag.
+  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of an episode bag; the
+  fused queue ahead on ``/smolvla/queue_ahead`` (joint names, one point per control period).
 """
 
 from __future__ import annotations
@@ -138,6 +139,14 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
         assert refused.returncode == 1 and refused.stdout.startswith("Set parameter failed")
         for line in readme_lines("ros2 param set /action_queue aggregate_fn"):
             assert run(line).stdout.strip() == "Set parameter successful", line
+        # the fused queue ahead (published by action_queue after each merged chunk; the viewer draws it)
+        ahead = yaml.safe_load(run("ros2 topic echo /smolvla/queue_ahead --once").stdout.split("---")[0])
+        names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+        assert ahead["joint_names"] == names and 1 <= len(ahead["points"]) <= 50
+        steps = [
+            p["time_from_start"]["sec"] + 1e-9 * p["time_from_start"]["nanosec"] for p in ahead["points"]
+        ]
+        assert steps == pytest.approx([(i + 1) / 30.0 for i in range(len(steps))], abs=1e-9)
         stop = run(readme_lines("ros2 service call /action_queue/stop")[0])
         assert "response:\nstd_srvs.srv.Trigger_Response(success=True" in stop.stdout, stop
         stopped = yaml.safe_load(run(echo_line).stdout.split("---")[0])

@@ -320,6 +320,8 @@ class ActionQueueNode(Node):
         self._cmd_pub = self.create_publisher(JointTrajectory, "/joint_commands", QoSProfile(depth=10))
         robot_description.subscribe(self, self._on_robot_description)
         self._status_pub = self.create_publisher(QueueStatus, "/smolvla/queue_status", QoSProfile(depth=10))
+        # the fused queue ahead after each merged chunk (viewer / rviz: the path the arm will follow)
+        self._ahead_pub = self.create_publisher(JointTrajectory, "/smolvla/queue_ahead", QoSProfile(depth=2))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
         self._client = ActionClient(self, PredictChunk, self.get_parameter("action_server").value)
         self.create_service(Trigger, "~/start", self._on_start)
@@ -477,6 +479,19 @@ class ActionQueueNode(Node):
         msg.points = [point]
         self._cmd_pub.publish(msg)
 
+    def _publish_queue_ahead(self, actions: np.ndarray) -> None:
+        """``/smolvla/queue_ahead``: the queued actions, point i at ``time_from_start = (i + 1) * period``."""
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = list(self.joint_names)
+        period = self.core.config.period
+        for i, action in enumerate(actions):
+            ns = int(round((i + 1) * period * 1e9))
+            point = JointTrajectoryPoint(positions=[float(x) for x in action])
+            point.time_from_start = Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+            msg.points.append(point)
+        self._ahead_pub.publish(msg)
+
     def _publish_status(self) -> None:
         core, c = self.core, self.core.counters
         msg = QueueStatus()
@@ -619,6 +634,9 @@ class ActionQueueNode(Node):
             return
         with self._lock:
             outcome = self.core.on_chunk(req.request_id, int(chunk.start_timestep), actions, now)
+            ahead = self.core.queued_actions if outcome.accepted else None
+        if ahead is not None:
+            self._publish_queue_ahead(ahead)
         if not outcome.accepted and outcome.reason and "not the request in flight" not in outcome.reason:
             self._warn("chunk", f"chunk rejected: {outcome.reason}")
 
