@@ -45,7 +45,7 @@ import ros_harness
 
 FAULTS = ("unplug", "brownout", "drop", "garble", "flood", "param_fuzz", "kill")
 #: with ``graph=True`` (policy_server + action_queue produce the commands) besides FAULTS
-GRAPH_FAULTS = ("kill_server", "stall_model", "kill_queue")
+GRAPH_FAULTS = ("kill_server", "stall_model", "kill_queue", "flood_states")
 
 #: calibration of the emulated follower (the one the driver tests use)
 CAL = {
@@ -195,10 +195,12 @@ class _Harness:
         self.rosout: list[str] = []
         self.states = 0
         self.flooding = False
+        self.flooding_states = False
         self.rate_hz = rate_hz
         self.malformed = _malformed_messages(self.rng)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.node.create_publisher(JointTrajectory, "/joint_commands", qos)
+        self.state_pub = self.node.create_publisher(JointState, "/joint_states", 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.node.create_subscription(JointState, "/joint_states", self._on_state, 50)
         rosout_qos = QoSProfile(
@@ -248,6 +250,26 @@ class _Harness:
         p.positions = self.target(t)
         msg.points = [p]
         self.pub.publish(msg)
+
+    def flood_states(self, n: int) -> None:
+        """Malformed /joint_states between the driver's (the action queue subscribes to them)."""
+        from sensor_msgs.msg import JointState
+
+        for _ in range(n):
+            msg = JointState()
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            kind = self.rng.randrange(6)
+            if kind == 0:
+                msg.name, msg.position = list(JOINTS), [math.nan] * 6
+            elif kind == 1:
+                msg.name, msg.position = list(JOINTS), [0.0] * 3  # wrong size
+            elif kind == 2:
+                msg.name, msg.position = ["a", "b"], [0.0, 1.0]  # unknown names
+            elif kind == 3:
+                msg.name, msg.position = list(JOINTS), [1e9, -1e9, math.inf, -math.inf, 0.0, 0.0]
+            elif kind == 4:
+                msg.name, msg.position = list(JOINTS) * 500, [0.1] * 3000  # huge, duplicated names
+            self.state_pub.publish(msg)  # kind 5: empty
 
     def flood(self, n: int) -> None:
         for _ in range(n):
@@ -445,7 +467,7 @@ def run_soak(
         ):
             raise RuntimeError("the driver did not come up with torque on:\n" + driver.output())
         if graph and not ros_harness.wait_for(
-            lambda: harness.diag is not None and harness.diag[2] == "following commands", 120.0
+            lambda: harness.diag is not None and harness.diag[2] == "following commands", 180.0
         ):
             logs = "\n".join(f"--- {n}:\n{p.output()[-3000:]}" for n, p in others.items())
             raise RuntimeError("policy_server -> action_queue -> driver never started following:\n" + logs)
@@ -468,6 +490,8 @@ def run_soak(
                 result.ticks_held += 1
             if harness.flooding:
                 harness.flood(6)  # ~180 malformed messages a second between the good ones
+            if harness.flooding_states:
+                harness.flood_states(3)
             # -- crash detection -----------------------------------------------------------------------
             if not driver.alive() and id(driver) not in killed:
                 result.crashes += 1
@@ -499,6 +523,9 @@ def run_soak(
                 elif name == "garble":
                     emu.garble_replies(probability=0.3)
                     active_clear = lambda: emu.garble_replies(count=0, probability=0.0)  # noqa: E731
+                elif name == "flood_states" and graph:
+                    harness.flooding_states = True
+                    active_clear = lambda: setattr(harness, "flooding_states", False)  # noqa: E731
                 elif name == "flood":
                     harness.flooding = True
                     active_clear = lambda: setattr(harness, "flooding", False)  # noqa: E731
