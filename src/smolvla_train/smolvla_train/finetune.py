@@ -67,6 +67,13 @@ def build_parser(prog: str = "smolvla_train finetune") -> argparse.ArgumentParse
         help="dataset camera -> checkpoint camera, e.g. top=camera1,wrist=camera2 ('cam=' drops a camera)",
     )
     g.add_argument("--tokenizer", default=None, help="tokenizer directory (overrides the init's)")
+    g.add_argument(
+        "--empty-cameras",
+        type=int,
+        default=None,
+        help="config empty_cameras: checkpoint cameras the dataset lacks are fed as empty images (lerobot's "
+        "option, e.g. smolvla_base's 3 cameras from a 2-camera dataset)",
+    )
     g.add_argument("--episodes", type=_int_list, default=None, help="use only these episodes, e.g. 0-9,12")
     g.add_argument(
         "--val-episodes", type=_int_list, default=None, help="held-out episodes (default: last 10%%)"
@@ -131,6 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         train_all=args.train_all,
         camera_map=args.camera_map,
         tokenizer=args.tokenizer,
+        empty_cameras=args.empty_cameras,
         episodes=args.episodes,
         val_episodes=args.val_episodes,
         val_fraction=args.val_fraction,

@@ -69,7 +69,7 @@ def parse_camera_map(text: str | None) -> dict[str, str | None]:
         src, dst = (s.strip() for s in item.split("=", 1))
         if not src:
             raise ValueError(f"--camera-map entry {item!r} has no dataset camera")
-        full = lambda k: k if k.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + k  # noqa: E731
+        full = lambda k: k if "." in k else IMAGE_PREFIX + k  # noqa: E731  (short names get the prefix)
         out[full(src)] = full(dst) if dst else None
     return out
 
@@ -112,13 +112,6 @@ def check_features(config: SmolVLAConfig, meta: DatasetMeta, cameras: Mapping[st
     for key, feat in {**config.input_features, **config.output_features}.items():
         ftype = feat.get("type")
         if ftype == VISUAL:
-            if ".empty_camera_" in key:
-                continue
-            if key not in inputs:
-                problems.append(
-                    f"checkpoint camera '{key}' has no dataset camera (dataset cameras after mapping: "
-                    f"{sorted(cameras.values())}; use --camera-map DATASET_CAM={key.rsplit('.', 1)[-1]})"
-                )
             continue
         if ftype not in (STATE, ACTION):
             continue
@@ -133,11 +126,18 @@ def check_features(config: SmolVLAConfig, meta: DatasetMeta, cameras: Mapping[st
             f"dataset camera(s) {extra} are not checkpoint cameras ({config.image_features}); map them with "
             "--camera-map or drop them with --camera-map CAM="
         )
-    missing_cams = [
-        k for k in config.image_features if ".empty_camera_" not in k and k not in set(cameras.values())
-    ]
-    if len(missing_cams) > config.empty_cameras and not any("has no dataset camera" in p for p in problems):
-        problems.append(f"checkpoint cameras {missing_cams} have no dataset camera")
+    served = set(cameras.values())
+    missing_cams = [k for k in config.image_features if k not in served]
+    if not any(k in served for k in config.image_features):
+        problems.append(f"no checkpoint camera {config.image_features} has a dataset camera")
+    elif len(missing_cams) > config.empty_cameras:
+        real = [k for k in missing_cams if ".empty_camera_" not in k]
+        problems.append(
+            f"checkpoint camera(s) {real} have no dataset camera (dataset cameras after mapping: "
+            f"{sorted(served)}); use --camera-map DATASET_CAM=CHECKPOINT_CAM, or --empty-cameras N to feed "
+            f"up to N missing cameras as empty images ({len(missing_cams)} slots missing, empty_cameras = "
+            f"{config.empty_cameras})"
+        )
     if problems:
         raise FeatureMismatchError("dataset does not fit the checkpoint: " + "; ".join(problems))
 
@@ -274,6 +274,7 @@ def build_policy(
     tokenizer_dir: str | None = None,
     seed: int = 0,
     device: str = "cpu",
+    empty_cameras: int | None = None,
 ) -> tuple[Any, dict[str, str]]:
     """-> (SmolVLAPolicy in float32 on ``device``, {dataset camera key: checkpoint camera key})."""
     from smolvla_policy.model.policy import SmolVLAPolicy
@@ -285,6 +286,8 @@ def build_policy(
         policy = SmolVLAPolicy.from_pretrained(init, tokenizer=tok, device=device, dtype="float32")
         if policy.tokenizer is None:
             raise ValueError(f"checkpoint {init} has no tokenizer; pass --tokenizer DIR")
+        if empty_cameras is not None:
+            policy.config.empty_cameras = int(empty_cameras)
         check_features(policy.config, meta, cameras)
         policy.normalizer = bind_stats(policy.config, meta)
     else:
@@ -292,6 +295,8 @@ def build_policy(
         config = copy.deepcopy(spec.config)
         assert config is not None and spec.vlm is not None
         config.input_features, config.output_features = dataset_features(meta, cameras)
+        if empty_cameras is not None:
+            config.empty_cameras = int(empty_cameras)
         config.validate()
         vlm = copy.deepcopy(spec.vlm)
         if spec.tokenizer is not None:

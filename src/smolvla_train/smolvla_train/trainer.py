@@ -62,6 +62,7 @@ class TrainSettings:
     train_all: bool = False
     camera_map: str | None = None
     tokenizer: str | None = None
+    empty_cameras: int | None = None
     episodes: list[int] | None = None
     val_episodes: list[int] | None = None
     val_fraction: float = 0.1
@@ -87,6 +88,7 @@ class TrainSettings:
             (self.val_samples >= 1, "--val-samples must be >= 1"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (self.empty_cameras is None or self.empty_cameras >= 0, "--empty-cameras must be >= 0"),
             (self.lr is None or self.lr > 0, "--lr must be > 0"),
             (self.amp in ("auto", "bf16", "no"), "--amp must be auto, bf16 or no"),
             (self.device.split(":")[0] in ("cpu", "cuda"), "--device must be cpu or cuda[:N]"),
@@ -302,7 +304,13 @@ class Trainer:
 
         self.camera_map = parse_camera_map(s.camera_map)
         policy, self.cameras = build_policy(
-            init, self.meta, self.camera_map, s.tokenizer, seed=s.seed, device=str(self.device)
+            init,
+            self.meta,
+            self.camera_map,
+            s.tokenizer,
+            seed=s.seed,
+            device=str(self.device),
+            empty_cameras=s.empty_cameras,
         )
         self.policy = policy
         cfg = policy.config

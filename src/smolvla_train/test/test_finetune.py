@@ -191,3 +191,23 @@ def test_finetune_from_a_checkpoint_trains_only_the_expert_by_default(tmp_path: 
     assert any(".lm_expert." in k for k in moved) and "model.action_out_proj.weight" in moved
     cfg = json.loads((tmp_path / "ft" / "train_config.json").read_text())
     assert cfg["policy"]["trainable"] == "expert" and cfg["effective_batch_size"] == 4
+
+
+def test_camera_map_to_full_keys_and_empty_cameras(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Full checkpoint keys in --camera-map (smolvla_base's cameras: observation.image, image2, image3);
+    a checkpoint camera the dataset cannot serve is refused with a message naming it; --empty-cameras adds
+    lerobot's empty camera slots (fed as -1 images)."""
+    from smolvla_policy.model.testing import make_tiny_checkpoint
+    from smolvla_train.finetune import main
+
+    keys = ("observation.image", "observation.image2", "observation.image3")
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", camera_keys=keys, chunk_size=10)
+    common = ["--dataset", str(DATASET), "--steps", "1", "--batch-size", "2", "--num-workers", "0",
+              "--no-progress"]  # fmt: skip
+    cam_map = ["--camera-map", "top=observation.image,wrist=observation.image2"]
+    assert main([*common, "--init", str(ckpt), *cam_map, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "['observation.image3'] have no dataset camera" in err, err
+    assert run_tiny_finetune(tmp_path, "b", "--steps", "1", "--empty-cameras", "1") == 0
+    conf = json.loads((tmp_path / "b/checkpoints/last/pretrained_model/config.json").read_text())
+    assert conf["empty_cameras"] == 1
