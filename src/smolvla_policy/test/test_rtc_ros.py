@@ -225,3 +225,60 @@ def test_policy_server_applies_rtc_when_the_goal_asks(server_and_client: Any) ->
     assert status_name(status) == "aborted" and "multiple" in result.error
     again, _ = _chunk(client, obs, **fields)
     np.testing.assert_allclose(again, guided, atol=1e-9)
+
+
+def test_closed_loop_in_the_simulator_with_rtc(ros_executor: Any, run_node: Any, tmp_path: Path) -> None:
+    """sim_node (MuJoCo arm, both cameras) + policy_server (tiny SmolVLA) + action_queue in ``rtc`` mode: the
+    chunks after the first are guided by the queued actions (the server draws their prefix in rviz), the arm
+    keeps being commanded."""
+    from rclpy.node import Node
+    from visualization_msgs.msg import MarkerArray
+
+    import ros_harness
+    from smolvla_policy.model.testing import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", seed=0)
+    sim = run_node(
+        "smolvla_sim",
+        "sim_node",
+        params_file=str(ros_harness.REPO_ROOT / "config" / "sim_node.yaml"),
+        parameters={"image_width": 96, "image_height": 64, "camera_rate": 10.0, "joint_state_rate": 30.0},
+    )
+    assert sim.wait_for_output("simulating", timeout=60.0), sim.output()
+    server = run_node(
+        "smolvla_policy",
+        "policy_server",
+        params_file=ros_harness.REPO_ROOT / "config" / "policy_server.yaml",
+        parameters={
+            "checkpoint": str(ckpt),
+            "device": "cpu",
+            "num_steps": 2,
+            "backend_options": '{"num_threads": 1}',
+        },
+    )
+    assert server.wait_for_output("ready", timeout=120.0), server.output()
+    prefixes: list[Any] = []
+    node = Node("rtc_marker_probe", context=ros_executor.context)
+    node.create_subscription(
+        MarkerArray,
+        "/smolvla/chunk_markers",
+        lambda m: prefixes.extend(x for x in m.markers if x.ns == "smolvla_rtc_prefix" and x.id == 0),
+        10,
+    )
+    ros_executor.add_node(node)
+    params = {
+        "aggregate_fn": "rtc",
+        "task": "pick the cube",
+        "chunk_threshold": 0.8,
+        "max_observation_age": 5.0,
+        "similarity_epsilon": -1.0,
+    }
+    queue = run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
+    probe = Probe(ros_executor)
+    ok = wait_for(lambda: (m := probe.last()) is not None and m.chunks_received >= 4, 240.0)
+    assert ok, f"{probe.last()}\n{queue.output()[-2000:]}\n{server.output()[-2000:]}"
+    assert probe.last().requests_failed == 0, queue.output()[-3000:]
+    assert wait_for(lambda: len(prefixes) >= 2, 30.0), server.output()[-3000:]
+    assert all(len(m.points) >= 1 for m in prefixes)
+    with probe.lock:
+        assert len(probe.commands) > 30
