@@ -5,7 +5,8 @@ launch/sim_demo.launch.py (MuJoCo) and launch/real_arm.launch.py (``port:=emulat
 emulated servo bus, camera nodes on a video file). For each display: its topic exists with the message type
 the display class reads, a durability the publishers can serve (a transient-local subscription, the robot
 model's, gets nothing from volatile publishers), and the frames: the fixed frame is a link of the URDF on
-/robot_description and the frame of every chunk marker.
+/robot_description and the frame of every chunk marker; the camera images carry the same optical frames in
+both graphs.
 """
 
 from __future__ import annotations
@@ -117,6 +118,14 @@ def test_every_topic_and_frame_of_the_rviz_config_is_published(
     )
     node.create_subscription(String, "/robot_description", lambda m: got.update(urdf=m.data), latched)
     node.create_subscription(MarkerArray, "/smolvla/chunk_markers", lambda m: got.update(markers=m), 5)
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    for cam in ("top", "wrist"):
+        node.create_subscription(
+            Image, f"/cameras/{cam}/image_raw", lambda m, c=cam: got.update({c: m.header.frame_id}),
+            qos_profile_sensor_data,
+        )  # fmt: skip
 
     def spin_until(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -151,6 +160,9 @@ def test_every_topic_and_frame_of_the_rviz_config_is_published(
         assert fixed in links, (graph, fixed, links)
         frames = {m.header.frame_id for m in got["markers"].markers}
         assert frames == {fixed}, (graph, frames)
+        # the camera frames are the same in sim and real: <name>_camera_optical_frame (REP 103 optical frame)
+        assert spin_until(lambda: "top" in got and "wrist" in got, 60), (graph, sorted(got))
+        assert (got["top"], got["wrist"]) == ("top_camera_optical_frame", "wrist_camera_optical_frame"), graph
     finally:
         executor.shutdown()
         node.destroy_node()

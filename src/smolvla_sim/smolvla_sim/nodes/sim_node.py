@@ -324,7 +324,7 @@ class SimNode(Node):
     def _publish_images(self, stamp: Time) -> None:
         w, h = self.cfg.image_width, self.cfg.image_height
         for cam in self.cfg.cameras:
-            frame = f"{cam}_camera"
+            frame = f"{cam}_camera_optical_frame"  # as camera_node: the same frames in sim and real
             img = numpy_to_image(self.sim.render(cam), "rgb8", Image())
             img.header.stamp, img.header.frame_id = stamp, frame
             k = self.sim.camera_intrinsics(cam)
