@@ -11,7 +11,8 @@
   (``metadata.yaml``) and renamed to ``<out_dir>/episode_<index>``; the result holds its path, the counts and
   the losses.
 - ``~/end_episode`` (std_srvs/SetBool; ``data`` = the task succeeded): end the running episode with outcome
-  success/failure and save it; answers with the bag path once it is saved.
+  success/failure and save it; answers with the bag path once it is saved (also when the episode was already
+  ending at its time limit or by a cancel: then the outcome stays ``unknown``; never left unanswered).
 - ``~/discard_last`` (std_srvs/Trigger): drop the running episode, or move the last saved one to
   ``<out_dir>/.discarded/`` (re-record: its index is used again).
 - Publishes ``/smolvla/episode`` (std_msgs/String, JSON start/end events; also written into the bag).
@@ -41,6 +42,7 @@ from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_msgs.action import RecordEpisode
 from smolvla_train.recording.bag import COMPRESSIONS, STORAGES, list_partials, read_report
+from smolvla_train.recording.episode_control import EndRequests
 from smolvla_train.recording.qos import offered_qos, subscription_qos
 from smolvla_train.recording.recorder import (
     EPISODE_TOPIC,
@@ -61,6 +63,10 @@ DEFAULT_TOPICS = [
     "/robot_description",
     "/smolvla/queue_status",
 ]
+
+
+#: Longest wait of ``~/end_episode`` for the episode to be saved [s] (a last resort: see _on_end_episode).
+END_WAIT = 300.0
 
 
 def _absolute_topics(topics: list[str]) -> str | None:
@@ -186,11 +192,10 @@ class EpisodeRecorderNode(Node):
         self._single_publisher: dict[str, bool] = {}
         self._warned: set[str] = set()
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
-        self._end_request: tuple[str, threading.Event] | None = None
-        self._end_lock = threading.Lock()
+        # end requests, time limit and cancel meet here (an end request while the episode is ending at its
+        # time limit is answered with the saved result, not left waiting)
+        self._control = EndRequests()
         self._last_result: EpisodeResult | None = None
-        self._result_ready = threading.Condition()
-        self._episode_running = False
 
         self._sub_group = MutuallyExclusiveCallbackGroup()
         self._ctl_group = ReentrantCallbackGroup()
@@ -309,7 +314,7 @@ class EpisodeRecorderNode(Node):
         self.event_pub.publish(String(data=text))
 
     def _on_goal(self, goal: RecordEpisode.Goal) -> GoalResponse:
-        if self._episode_running or self.core.recording:
+        if self._control.busy or self.core.recording:
             self.get_logger().warning("RecordEpisode goal rejected: an episode is being recorded")
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
@@ -317,20 +322,18 @@ class EpisodeRecorderNode(Node):
     def _execute(self, goal_handle) -> RecordEpisode.Result:  # type: ignore[no-untyped-def]
         goal = goal_handle.request
         result = RecordEpisode.Result()
-        with self._end_lock:
-            if self._episode_running:
-                result.error = "an episode is being recorded"
-                goal_handle.abort()
-                return result
-            self._episode_running = True
-            self._end_request = None
+        if not self._control.begin():
+            result.error = "an episode is being recorded"
+            goal_handle.abort()
+            return result
+        saved: list[EpisodeResult | None] = [None]
         try:
-            return self._record(goal_handle, goal, result)
+            return self._record(goal_handle, goal, result, saved)
         finally:
-            with self._end_lock:
-                self._episode_running = False
+            # always (saved, failed, discarded, exception): every ~/end_episode request gets its answer
+            self._control.finish(saved[0])
 
-    def _record(self, goal_handle, goal, result):  # type: ignore[no-untyped-def]
+    def _record(self, goal_handle, goal, result, saved: list):  # type: ignore[no-untyped-def]
         start_ns = self._now_ns()
         try:
             index = self.core.start(
@@ -356,8 +359,6 @@ class EpisodeRecorderNode(Node):
                 continue
             if len(names) > 1:
                 self.get_logger().warning(f"{topic} has {len(names)} publishing nodes: {', '.join(names)}")
-        outcome = "unknown"
-        done: threading.Event | None = None
         next_feedback = time.monotonic() + self.cfg.feedback_period
         while True:
             if goal_handle.is_cancel_requested:
@@ -368,10 +369,8 @@ class EpisodeRecorderNode(Node):
                 result.error = "episode discarded (~/discard_last)"
                 goal_handle.abort()
                 return result
-            with self._end_lock:
-                if self._end_request is not None:
-                    outcome, done = self._end_request
-                    break
+            if self._control.requested() is not None:
+                break
             if self.core.time_limit_reached(self._now_ns()):
                 break
             if not self.context.ok():
@@ -386,8 +385,11 @@ class EpisodeRecorderNode(Node):
                 fb.dropped = int(st.dropped)
                 goal_handle.publish_feedback(fb)
             time.sleep(0.01)
+        # from here on the outcome is decided: an end request coming now waits for this episode's result
+        outcome = self._control.close() or "unknown"
         end_ns = self._now_ns()
         res = self.core.end(end_ns, outcome)
+        saved[0] = res
         self._publish_event("end", index, goal.task, end_ns)
         result.bag_path = res.bag_path
         result.episode_index = res.episode_index
@@ -405,11 +407,7 @@ class EpisodeRecorderNode(Node):
                 f"episode {index} saved to {res.bag_path} ({res.duration:.1f} s, {outcome}, "
                 f"lost {res.dropped}{' ' + str(res.lost_by_topic) if res.dropped else ''}): {counts}"
             )
-        with self._result_ready:
-            self._last_result = res
-            self._result_ready.notify_all()
-        if done is not None:
-            done.set()
+        self._last_result = res
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif res.error:
@@ -419,18 +417,26 @@ class EpisodeRecorderNode(Node):
         return result
 
     def _on_end_episode(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        done = threading.Event()
-        with self._end_lock:
-            if not self._episode_running:
-                response.success, response.message = False, "no episode is being recorded"
-                return response
-            self._end_request = ("success" if request.data else "failure", done)
-        if not done.wait(timeout=120.0):
-            response.success, response.message = False, "the episode did not end within 120 s"
+        waiter = self._control.request("success" if request.data else "failure")
+        if waiter is None:
+            response.success, response.message = False, "no episode is being recorded"
             return response
-        res = self._last_result
-        response.success = bool(res is not None and not res.error)
-        response.message = (res.bag_path if response.success else res.error) if res is not None else ""
+        # the episode loop ends within ~10 ms and the bag writer has its own bound (RecorderCore.end: 120 s),
+        # so this wait always ends; the bound here is only a last resort
+        if not waiter.wait(timeout=END_WAIT):
+            response.success, response.message = False, f"the episode did not end within {END_WAIT:g} s"
+            return response
+        res = waiter.result
+        if res is None:
+            response.success, response.message = False, "the episode was discarded"
+            return response
+        if not waiter.applied:
+            self.get_logger().warning(
+                f"~/end_episode ({waiter.outcome}) came while episode {res.episode_index} was ending "
+                f"(time limit or cancel): saved with outcome {res.outcome}"
+            )
+        response.success = not res.error
+        response.message = res.bag_path if response.success else res.error
         return response
 
     def _on_discard_last(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
