@@ -181,6 +181,7 @@ def test_viewer_on_the_sim_loop_in_a_browser(tmp_path: Path, ros_context: object
     assert all(p.proc.returncode == 0 for p in procs), [(p.label, p.proc.returncode) for p in procs]
     data = read_rrd(rrd)
     assert len(data["/world/arm"]) > 10 and len(data["/world/chunk"]) >= 3
+    assert len(data["/world/queue"]) >= 1  # the fused queue ahead (/smolvla/queue_ahead)
     assert len(data["/cameras/top"]) >= 1 and len(data["/cameras/wrist"]) >= 1
     values = _threshold_values(data)
     first_half = values.index(0.5)
