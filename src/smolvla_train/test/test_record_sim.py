@@ -109,3 +109,66 @@ def test_three_simulated_episodes_lose_nothing(tmp_path: Path) -> None:
             counts = reader.get_summary().statistics.channel_message_counts
             n = sum(1 for _ in reader.iter_decoded_messages())
         assert n == sum(counts.values()) == len(log_times) == meta["message_count"]
+
+
+def _read_bag(bag: Path) -> dict[str, list]:
+    msgs: dict[str, list] = {}
+    with AnyReader([bag]) as reader:
+        for conn, t, raw in reader.messages():
+            msgs.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
+    return msgs
+
+
+def test_expert_joint_commands_had_zero_header_stamps(tmp_path: Path) -> None:
+    """Regression: the scripted expert's /joint_commands were published with zero header stamps (the
+    converter then used the recorder's receive times: up to ~220 ms of jitter under load). Each command now
+    carries the simulated time of the joint state it answers: the reference is the simulator's own
+    /joint_states stamps in the same bag, and the recorder's receive time on /clock (within the 1 s
+    command_following trusts)."""
+    cfg = SimRecordConfig(
+        out_dir=str(tmp_path), episodes=1, seed0=5, camera_rate=0.0, real_time_factor=0.5, progress=False
+    )
+    (rec,) = record_sim(cfg)
+    assert rec.error == "" and rec.bag_path, rec
+    msgs = _read_bag(Path(rec.bag_path))
+    js_stamps = {round(_stamp(m) * 1e9) for _, m in msgs["/joint_states"]}
+    cmds = msgs["/joint_commands"]
+    assert len(cmds) == rec.commands_sent > 100
+    stamps = [round(_stamp(m) * 1e9) for _, m in cmds]
+    assert all(s > 0 for s in stamps), "a command without a header stamp"
+    assert set(stamps) <= js_stamps, "a command stamp that is not the simulated time of a joint state"
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    for (log_ns, _), s in zip(cmds, stamps):  # on the receivers' clock (/clock): trusted by command_following
+        assert abs(log_ns - s) < 1_000_000_000
+
+
+def test_end_episode_after_the_recorder_time_limit_keeps_the_saved_episode(tmp_path: Path) -> None:
+    """Regression: record-sim failed with "no episode is being recorded" / "~/end_episode did not answer
+    within 120 s" when the recorder's own time limit ended the episode before (or while) the teleoperator
+    ended it. Here the recorder's limit comes 3 s into each episode, long before the expert is done: every
+    episode is still reported with its saved bag (outcome unknown), no error, and the next one is recorded."""
+    cfg = SimRecordConfig(
+        out_dir=str(tmp_path),
+        episodes=2,
+        seed0=7,
+        camera_rate=0.0,
+        real_time_factor=0.5,
+        time_limit=20.0,
+        recorder_margin=-17.0,  # the recorder's limit: 3 s
+        progress=False,
+    )
+    records = record_sim(cfg)
+    bags = list_bags(tmp_path)
+    assert [b.name for b in bags] == ["episode_000000", "episode_000001"]
+    assert [r.bag_path for r in records] == [str(b) for b in bags]
+    lines = [json.loads(x) for x in (tmp_path / "record_sim.jsonl").read_text().splitlines()]
+    assert [x["bag_path"] for x in lines] == [str(b) for b in bags]
+    for rec, bag in zip(records, bags):
+        assert rec.error == "" and rec.outcome == "unknown", rec
+        assert 3.0 <= rec.duration < 10.0  # ended by the recorder, before the expert was done
+        custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+            "custom_data"
+        ]
+        assert custom["smolvla.outcome"] == "unknown"
+        # the teleoperator went on streaming after the recorder stopped: fewer commands in the bag
+        assert 0 < len(_read_bag(bag)["/joint_commands"]) < rec.commands_sent

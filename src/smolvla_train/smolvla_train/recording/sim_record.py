@@ -7,7 +7,8 @@ Starts ``sim_node`` (publishing ``/clock``: the graph runs on simulated time, so
 the run down) and ``episode_recorder`` (``use_sim_time``), then per episode: the simulator starts the
 episode with seed ``seed0 + k`` (the first from its start-up state, the others through ``~/reset``), the
 recorder gets a ``RecordEpisode`` goal, the scripted expert (the teleoperator) plans from the simulator's
-object poses and streams its targets on ``/joint_commands`` paced by the ``/joint_states`` stamps, and the
+object poses and streams its targets on ``/joint_commands`` paced by the ``/joint_states`` stamps (each
+command's header stamp = the simulated time of the joint state it answers, on ``/clock``), and the
 episode ends when the plan has been executed and the arm settled (or at ``--time-limit`` seconds of
 simulated time, or at the first success with ``--stop-at-success``); ``~/end_episode`` saves the bag with
 the outcome read from ``~/task_success``. One line per episode goes to ``<out>/record_sim.jsonl`` (seed,
@@ -19,6 +20,7 @@ Python: :func:`record_sim` (same options as keyword arguments) returns the per-e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -53,6 +55,14 @@ class SimRecordConfig:
     domain_id: int | None = None
     log_dir: str | None = None
     progress: bool = True
+    # robustness (Python API only): the recorder's own time limit lies this far behind the teleoperator's
+    # [s of simulated time]; waits for ~/end_episode and for the RecordEpisode result [s wall clock] (longer
+    # than the recorder's own bounds: episode_recorder END_WAIT 300 s, bag writer 120 s); consecutive
+    # episodes that may fail to finish before record-sim gives up
+    recorder_margin: float = 10.0
+    end_timeout: float = 330.0
+    result_timeout: float = 180.0
+    max_consecutive_failures: int = 3
 
 
 @dataclass
@@ -138,7 +148,7 @@ class SimTeleop:
             self.cond.notify_all()
         callback = self.on_joint_state
         if callback is not None:
-            callback(stamp)
+            callback(stamp, msg.header.stamp)
 
     def _on_objects(self, msg) -> None:  # type: ignore[no-untyped-def]
         with self.cond:
@@ -208,10 +218,12 @@ class SimTeleop:
             raise TimeoutError("no state from sim_node after the reset")
         return response.message
 
-    def _trajectory(self, row: np.ndarray):  # type: ignore[no-untyped-def]
+    def _trajectory(self, row: np.ndarray, stamp):  # type: ignore[no-untyped-def]
+        """One streamed target, stamped with ``stamp`` (builtin_interfaces/Time on the simulator's clock)."""
         from trajectory_msgs.msg import JointTrajectoryPoint
 
         msg = self._JointTrajectory()
+        msg.header.stamp = stamp
         msg.joint_names = list(self.joint_names)
         msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in row]))
         return msg
@@ -258,10 +270,13 @@ class SimTeleop:
             t0 = self.js_stamp  # the plan's clock starts after planning (the arm held its pose meanwhile)
         state = {"next": 0, "sent": 0, "last": t0 + duration}
 
-        def stream(stamp: float) -> None:
+        def stream(stamp: float, header_stamp) -> None:  # type: ignore[no-untyped-def]
+            # the command is stamped with the simulated time of the state it answers (the ROS clock of the
+            # graph, /clock): its time does not depend on when this process or the recorder got to run
+            # (unstamped, the converter fell back to the recorder's receive times: up to ~220 ms of jitter)
             k = int((stamp - t0) * cfg.command_rate + 1e-6)
             if state["next"] < len(plan) and k >= state["next"] and stamp - t_start < time_limit:
-                self.cmd_pub.publish(self._trajectory(plan[min(k, len(plan) - 1)]))
+                self.cmd_pub.publish(self._trajectory(plan[min(k, len(plan) - 1)], header_stamp))
                 state["next"] = k + 1
                 state["sent"] += 1
                 if state["next"] >= len(plan):
@@ -294,19 +309,45 @@ class SimTeleop:
             success = self.success[1]
         return state["sent"], success
 
-    def end_recording(self, success: bool, result_future, timeout: float = 120.0):  # type: ignore[no-untyped-def]
-        """End the episode with its outcome; returns (error or "", RecordEpisode result)."""
+    def end_recording(  # type: ignore[no-untyped-def]
+        self,
+        success: bool | None,
+        handle,
+        result_future,
+        end_timeout: float = 330.0,
+        result_timeout: float = 180.0,
+    ):
+        """End the episode with its outcome (``None``: cancel, outcome unknown); returns (error or "", the
+        RecordEpisode result or None). Never raises and never waits unbounded: if ``~/end_episode`` does not
+        answer, the goal is canceled; if no result comes, the error says so (the recorder saves a running
+        episode when it stops, and ``recover-bags`` finishes a partial one).
+
+        An episode the recorder ended itself (its time limit: the answer is then "no episode is being
+        recorded", or the saved bag) is no error: its bag is in the result."""
         error = ""
-        if not result_future.done():  # (the recorder's own time limit may have ended it already)
-            response = self._wait_future(
-                self.end_client.call_async(self._SetBool.Request(data=bool(success))),
-                timeout,
-                "~/end_episode",
-            )
-            if not response.success and not result_future.done():
-                error = response.message
-        result = self._wait_future(result_future, timeout, "RecordEpisode result").result
-        return ("" if result.bag_path else error), result
+        if not result_future.done():
+            try:
+                if success is None:
+                    self._wait_future(handle.cancel_goal_async(), end_timeout, "RecordEpisode cancel")
+                else:
+                    response = self._wait_future(
+                        self.end_client.call_async(self._SetBool.Request(data=bool(success))),
+                        end_timeout,
+                        "~/end_episode",
+                    )
+                    if not response.success:
+                        error = response.message
+            except TimeoutError as exc:
+                error = str(exc)
+                with contextlib.suppress(Exception):  # (the result wait below decides)
+                    handle.cancel_goal_async()
+        try:
+            result = self._wait_future(result_future, result_timeout, "RecordEpisode result").result
+        except TimeoutError as exc:
+            return (f"{error}; {exc}" if error else str(exc)), None
+        if result.bag_path:
+            return "", result
+        return (result.error or error or "the recorder saved no bag"), result
 
     def close(self) -> None:
         from smolvla_common.executor_shutdown import shutdown_executor
@@ -315,6 +356,39 @@ class SimTeleop:
         self.thread.join(timeout=10.0)
         self.record_client.destroy()
         self.node.destroy_node()
+
+
+def _record_episode(teleop: SimTeleop, cfg: SimRecordConfig, task_text: str, seed: int) -> SimEpisodeRecord:
+    """One episode: start the recording, run the expert, end it. An episode that fails to start or to finish
+    comes back with ``error`` set (and its bag if the recorder saved one), never as an exception: a saved
+    episode is always reported."""
+    try:
+        # the recorder's time limit: a safety net behind the teleoperator's (which sets the outcome)
+        handle, result_future = teleop.start_recording(task_text, cfg.time_limit + cfg.recorder_margin)
+    except (RuntimeError, TimeoutError) as exc:
+        return SimEpisodeRecord(-1, seed, "", False, "", 0, error=f"could not start the recording: {exc}")
+    sent, success, run_error = 0, False, ""
+    try:
+        sent, success = teleop.run_expert(cfg.time_limit)
+    except (RuntimeError, TimeoutError) as exc:
+        run_error = f"the expert did not finish: {exc}"
+    end_error, result = teleop.end_recording(
+        None if run_error else success, handle, result_future, cfg.end_timeout, cfg.result_timeout
+    )
+    if result is None:
+        return SimEpisodeRecord(-1, seed, "", success, "", sent, error=run_error or end_error)
+    return SimEpisodeRecord(
+        episode_index=int(result.episode_index),
+        seed=seed,
+        bag_path=result.bag_path,
+        success=success,
+        outcome=result.outcome,
+        commands_sent=sent,
+        counts=dict(zip(result.topics, (int(c) for c in result.message_counts))),
+        dropped=int(result.dropped),
+        duration=float(result.duration),
+        error=run_error or end_error,
+    )
 
 
 def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
@@ -383,36 +457,28 @@ def record_sim(cfg: SimRecordConfig) -> list[SimEpisodeRecord]:
                 bar = tqdm(total=cfg.episodes, desc="record-sim", unit="episode")
             except ImportError:
                 bar = None
+        failures = 0
         for k in range(cfg.episodes):
+            if failures >= cfg.max_consecutive_failures:
+                raise RuntimeError(
+                    f"{failures} episodes in a row failed to finish (last: {records[-1].error}); "
+                    f"see {log_dir}"
+                )
             seed = cfg.seed0 + k
             if k > 0:
                 message = teleop.reset()  # "episode N seed S"
                 parts = message.split()
                 if "seed" in parts:
                     seed = int(parts[parts.index("seed") + 1])
-            # the recorder's time limit: a safety net behind the teleoperator's (which sets the outcome)
-            handle, result_future = teleop.start_recording(task_text, cfg.time_limit + 10.0)
-            del handle
-            sent, success = teleop.run_expert(cfg.time_limit)
-            end_error, result = teleop.end_recording(success, result_future)
-            rec = SimEpisodeRecord(
-                episode_index=int(result.episode_index),
-                seed=seed,
-                bag_path=result.bag_path,
-                success=success,
-                outcome=result.outcome,
-                commands_sent=sent,
-                counts=dict(zip(result.topics, (int(c) for c in result.message_counts))),
-                dropped=int(result.dropped),
-                duration=float(result.duration),
-                error=result.error or end_error,
-            )
+            rec = _record_episode(teleop, cfg, task_text, seed)
             records.append(rec)
+            failures = failures + 1 if rec.error else 0
             with open(out_dir / "record_sim.jsonl", "a") as f:
                 f.write(json.dumps(asdict(rec)) + "\n")
             line = (
                 f"[{k + 1}/{cfg.episodes}] seed {seed}: {rec.outcome}, {rec.duration:.1f} s, "
-                f"{sent} commands, lost {rec.dropped} -> {rec.bag_path or rec.error}"
+                f"{rec.commands_sent} commands, lost {rec.dropped} -> "
+                f"{rec.bag_path or 'FAILED: ' + rec.error}"
             )
             if bar is not None:
                 bar.write(line)
