@@ -7,6 +7,7 @@ Covers what the README uses, with ros2cli's syntax and output shape, through rcl
     ros2 param get|set|list|dump <node> [name [value]]
     ros2 topic list [-t] | echo <topic> [--once] [--times N] [--no-arr] | hz <topic> [--window N]
     ros2 service call <service> <type> [values]       (e.g. std_srvs/srv/Trigger, std_srvs/srv/SetBool)
+    ros2 action send_goal <action> <type> <goal> [-f]  (e.g. the episode recorder's RecordEpisode)
     ros2 bag info <bag>
 
 ``scripts/setup.sh`` installs it as ``.venv/bin/ros2`` only when no ``ros2`` command of a ROS install is found
@@ -376,6 +377,59 @@ def cmd_service(args: argparse.Namespace) -> int:
         ros.close()
 
 
+def cmd_action(args: argparse.Namespace) -> int:
+    """ros2 action send_goal NAME TYPE GOAL [-f]: ros2cli's output (goal, acceptance, result, status)."""
+    from rclpy.action import ActionClient
+
+    action = import_type(args.action_type)
+    if not hasattr(action, "Goal"):
+        raise CliError(f"{args.action_type} is not an action type")
+    goal = action.Goal()
+    values = yaml.safe_load(args.goal) if args.goal else None
+    if values is not None and not isinstance(values, dict):
+        raise CliError("the passed goal needs to be a dictionary in YAML format")
+    set_fields(goal, values or {})
+    ros = Ros()
+    try:
+        client = ActionClient(ros.node, action, args.action_name)
+        print("Waiting for an action server to become available...")
+        if not ros.spin_until(client.server_is_ready, DISCOVERY_TIMEOUT):
+            raise CliError(f"action server {args.action_name} not available")
+        print("Sending goal:\n" + _indent(to_yaml(goal)))
+
+        def on_feedback(fb: Any) -> None:
+            print("Feedback:\n" + _indent(to_yaml(fb.feedback)), flush=True)
+
+        sent = client.send_goal_async(goal, feedback_callback=on_feedback if args.feedback else None)
+        ros.spin_until(sent.done, None)
+        handle = sent.result()
+        if not handle.accepted:
+            print("Goal was rejected.")
+            return 1
+        print(f"Goal accepted with ID: {bytes(handle.goal_id.uuid).hex()}\n", flush=True)
+        result = handle.get_result_async()
+        try:
+            ros.spin_until(result.done, None)
+        except KeyboardInterrupt:
+            cancel = handle.cancel_goal_async()
+            ros.spin_until(cancel.done, DISCOVERY_TIMEOUT)
+            print("Canceled goal")
+            ros.spin_until(result.done, DISCOVERY_TIMEOUT)
+            if not result.done():
+                return 0
+        response = result.result()
+        print("Result:\n" + _indent(to_yaml(response.result)))
+        names = {1: "ACCEPTED", 2: "EXECUTING", 3: "CANCELING", 4: "SUCCEEDED", 5: "CANCELED", 6: "ABORTED"}
+        print(f"Goal finished with status: {names.get(response.status, 'UNKNOWN')}")
+        return 0
+    finally:
+        ros.close()
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.rstrip().splitlines()) + "\n"
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -534,6 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("service_type")
     q.add_argument("values", nargs="?", default="")
     q.set_defaults(func=cmd_service)
+    p = sub.add_parser("action", help="various action related sub-commands")
+    asub = p.add_subparsers(dest="verb", required=True)
+    q = asub.add_parser("send_goal")
+    q.add_argument("action_name")
+    q.add_argument("action_type")
+    q.add_argument("goal", nargs="?", default="")
+    q.add_argument("-f", "--feedback", action="store_true", help="echo feedback messages for the goal")
+    q.set_defaults(func=cmd_action)
     p = sub.add_parser("bag", help="various rosbag related sub-commands")
     bsub = p.add_subparsers(dest="verb", required=True)
     q = bsub.add_parser("info")

@@ -6,7 +6,8 @@
   verbatim through the installed ``ros2`` shim: ``ros2 param set /action_queue chunk_threshold 0.5`` and the
   change of g shows in ``ros2 topic echo /smolvla/queue_status --once``; an invalid value is refused;
   ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of an episode bag; the
-  fused queue ahead on ``/smolvla/queue_ahead`` (joint names, one point per control period).
+  fused queue ahead on ``/smolvla/queue_ahead`` (joint names, one point per control period); an episode
+  recorded with the README's ``ros2 action send_goal ... --feedback``, ended with its ``end_episode`` call.
 """
 
 from __future__ import annotations
@@ -92,10 +93,19 @@ def readme_lines(prefix: str) -> list[str]:
     return lines
 
 
+def readme_goal_line() -> str:
+    """The README's ``ros2 action send_goal`` command (continued over two lines)."""
+    text = README.read_text()
+    start = text.index("ros2 action send_goal /episode_recorder/record")
+    line = text[start:].split("\n")[0].rstrip("\\").strip() + " " + text[start:].split("\n")[1].strip()
+    return line
+
+
 @pytest.mark.slow
 def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> None:
     pytest.importorskip("rclpy")
     import mini_launch
+    from ros_harness import NodeProcess
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -147,6 +157,33 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
             p["time_from_start"]["sec"] + 1e-9 * p["time_from_start"]["nanosec"] for p in ahead["points"]
         ]
         assert steps == pytest.approx([(i + 1) / 30.0 for i in range(len(steps))], abs=1e-9)
+        # one episode recorded the README's way: send_goal (with feedback), then end it as a success
+        out_dir = tmp_path / "demos"
+        recorder = NodeProcess(
+            "smolvla_train", "episode_recorder", parameters={"out_dir": str(out_dir)}, env=env
+        )
+        try:
+            goal_line = readme_goal_line()
+            goal = subprocess.Popen(
+                ["sh", "-c", goal_line], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+            try:
+                accepted = ""
+                while "Goal accepted" not in accepted and goal.poll() is None:
+                    accepted += goal.stdout.readline()  # type: ignore[union-attr]
+                assert "Goal accepted with ID: " in accepted, accepted
+                end = run(readme_lines("ros2 service call /episode_recorder/end_episode")[0])
+                assert "response:\nstd_srvs.srv.SetBool_Response(success=True" in end.stdout, end
+                rest, _ = goal.communicate(timeout=120)
+            finally:
+                if goal.poll() is None:
+                    goal.kill()
+            assert "Goal finished with status: SUCCEEDED" in rest, rest
+            result = yaml.safe_load(rest.split("Result:\n", 1)[1].split("Goal finished")[0])
+            assert result["outcome"] == "success" and result["error"] == ""
+            assert Path(result["bag_path"]).is_dir() and Path(result["bag_path"]).parent == out_dir
+        finally:
+            recorder.stop()
         stop = run(readme_lines("ros2 service call /action_queue/stop")[0])
         assert "response:\nstd_srvs.srv.Trigger_Response(success=True" in stop.stdout, stop
         stopped = yaml.safe_load(run(echo_line).stdout.split("---")[0])
