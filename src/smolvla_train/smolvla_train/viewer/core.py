@@ -101,10 +101,22 @@ def blueprint(cameras: Iterable[str]) -> Any:
     import rerun.blueprint as rrb
 
     cams = [rrb.Spatial2DView(origin=f"{CAMERAS}/{c}", name=f"{c} camera") for c in cameras]
+    plots = rrb.Horizontal(
+        rrb.TimeSeriesView(origin=PLOTS, contents=[f"{PLOTS}/threshold_g"], name="threshold g"),
+        rrb.TimeSeriesView(
+            origin=PLOTS, contents=[f"{PLOTS}/latency_ms", f"{PLOTS}/inference_ms"], name="latency [ms]"
+        ),
+        rrb.TimeSeriesView(
+            origin=PLOTS,
+            contents=[f"{PLOTS}/queue_size", f"{PLOTS}/idle_ticks"],
+            name="queue size, idle ticks",
+        ),
+    )
     right = rrb.Vertical(
         rrb.Horizontal(*cams) if cams else rrb.TextLogView(origin="log"),
-        rrb.TimeSeriesView(origin=PLOTS, name="queue: g, latency, idle ticks"),
+        plots,
         rrb.TimeSeriesView(origin=JOINTS, name="joints [rad]"),
+        row_shares=[2, 1.3, 1.3],
     )
     return rrb.Blueprint(
         rrb.Horizontal(rrb.Spatial3DView(origin="world", name="arm (base_link)"), right),

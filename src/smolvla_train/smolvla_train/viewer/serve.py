@@ -172,7 +172,10 @@ def start_server(
             return server
         time.sleep(0.1)
     server.close()
-    raise ViewerServerError(f"rerun did not open ports {grpc_port}/{web_port} within {timeout:g} s")
+    raise ViewerServerError(
+        f"rerun did not open ports {grpc_port}/{web_port} on {HOST} within {timeout:g} s (is the loopback "
+        "interface up? in a private network namespace: ip link set lo up)"
+    )
 
 
 def new_recording(
