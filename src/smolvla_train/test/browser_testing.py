@@ -8,8 +8,11 @@ first-run pages; it only talks to chromedriver (127.0.0.1) and the page it is gi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -51,6 +54,7 @@ class Browser:
             ["chromedriver", f"--port={self.port}", "--allowed-ips=127.0.0.1"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # chromedriver and the browsers it starts: one process group to end
         )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -102,12 +106,18 @@ class Browser:
                 self._call("DELETE", f"/session/{self.session}")
         except OSError:
             pass
-        if self.driver.poll() is None:
-            self.driver.terminate()
+        # the whole group: a browser whose session could not be closed (busy, timed out) does not outlive us
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.driver.pid, sig)
             try:
                 self.driver.wait(10)
+                break
             except subprocess.TimeoutExpired:
-                self.driver.kill()
+                continue
+        time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.driver.pid, signal.SIGKILL)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:
