@@ -44,9 +44,9 @@ colcon build --base-paths src --symlink-install \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > log/setup/colcon.log 2>&1 \
   || { tail -40 log/setup/colcon.log; echo "[setup] colcon build failed (log/setup/colcon.log)"; exit 1; }
 echo "[setup] colcon build done in $(( $(date +%s) - t0 )) s: $(grep -c 'Finished <<<' log/setup/colcon.log) packages"
-# pip installs: a `ros2` command for the README's command lines (smolvla_train.ros2cli: run, launch, param,
-# topic, service call, bag info), only when no ROS install provides one
-if [ "${SMOLVLA_SYSTEM_ROS:-0}" != "1" ]; then
-  ( set +u; source install/setup.bash; "$VENV/bin/python" -m smolvla_train.ros2cli --install-shim "$VENV/bin" ) \
-    || echo "[setup] warning: the ros2 stand-in was not installed"
-fi
+# the README's command lines: `smolvla_train` into the venv's bin (colcon puts console scripts off the PATH),
+# and on pip installs a `ros2` command (smolvla_train.ros2cli: run, launch, param, topic, service call,
+# action send_goal, bag info) unless a ROS install provides one
+( set +u; source install/setup.bash; "$VENV/bin/python" -m smolvla_train.ros2cli --install-shim "$VENV/bin" ) \
+  || echo "[setup] warning: the ros2 / smolvla_train commands were not installed"
+

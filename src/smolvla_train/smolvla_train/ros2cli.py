@@ -520,23 +520,29 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _is_shim(path: Path) -> bool:
-    """True for a ``ros2`` written by :func:`install_shim` (not a ROS install's ros2cli)."""
+    """True for a command written by :func:`install_shim` (not a ROS install's ros2cli)."""
     try:
-        return "smolvla_train.ros2cli" in path.read_text(errors="replace")[:500]
+        return "smolvla_train.ros2cli stand-in" in path.read_text(errors="replace")[:500]
     except OSError:
         return False
 
 
 def install_shim(bin_dir: str) -> int:
-    """Write ``BIN_DIR/ros2`` running this module, unless a ros2 of a ROS install is on PATH."""
-    target = Path(bin_dir) / "ros2"
-    existing = shutil.which("ros2")
-    if existing and Path(existing).resolve() != target.resolve() and not _is_shim(Path(existing)):
-        print(f"[ros2cli] a ros2 command is installed ({existing}): not installing the pip stand-in")
-        return 0
-    target.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m smolvla_train.ros2cli "$@"\n')
-    target.chmod(0o755)
-    print(f"[ros2cli] installed {target} (ros2 run/launch/param/topic/service/bag info for pip installs)")
+    """Write ``BIN_DIR/ros2`` running this module, unless a ros2 of a ROS install is on PATH; and
+    ``BIN_DIR/smolvla_train`` (colcon installs console scripts in ``lib/<package>/``, off the PATH) unless
+    one is on PATH already."""
+    commands = {"ros2": "smolvla_train.ros2cli", "smolvla_train": "smolvla_train.cli"}
+    for name, module in commands.items():
+        target = Path(bin_dir) / name
+        existing = shutil.which(name)
+        if existing and Path(existing).resolve() != target.resolve() and not _is_shim(Path(existing)):
+            print(f"[ros2cli] {name} is installed ({existing}): not installing the stand-in")
+            continue
+        target.write_text(
+            f'#!/bin/sh\n# smolvla_train.ros2cli stand-in\nexec "{sys.executable}" -m {module} "$@"\n'
+        )
+        target.chmod(0o755)
+        print(f"[ros2cli] installed {target}")
     return 0
 
 

@@ -80,6 +80,29 @@ def test_bag_info_agrees_with_rosbags(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no such file or directory" in capsys.readouterr().err
 
 
+def test_install_shim_writes_ros2_and_smolvla_train(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}  # no ROS install's ros2 on this PATH
+    code = subprocess.run(
+        [sys.executable, "-m", "smolvla_train.ros2cli", "--install-shim", str(tmp_path)], env=env, check=False
+    ).returncode
+    assert code == 0
+    for name in ("ros2", "smolvla_train"):
+        help_ = subprocess.run([str(tmp_path / name), "--help"], env=env, capture_output=True, text=True)
+        assert help_.returncode == 0 and "usage: " + name in help_.stdout, (name, help_.stderr)
+    # a ros2 of a ROS install on the PATH is left alone
+    ros = tmp_path / "ros" / "ros2"
+    ros.parent.mkdir()
+    ros.write_text("#!/bin/sh\necho real ros2cli\n")
+    ros.chmod(0o755)
+    other = tmp_path / "venv_bin"
+    other.mkdir()
+    env["PATH"] = f"{ros.parent}:{env['PATH']}"
+    subprocess.run(
+        [sys.executable, "-m", "smolvla_train.ros2cli", "--install-shim", str(other)], env=env, check=True
+    )
+    assert not (other / "ros2").exists() and (other / "smolvla_train").exists()
+
+
 def readme_lines(prefix: str) -> list[str]:
     """Command lines of the README's code blocks that start with ``prefix`` (comments stripped)."""
     text = README.read_text()
@@ -113,7 +136,7 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
     installed = subprocess.run(
         [sys.executable, "-m", "smolvla_train.ros2cli", "--install-shim", str(bin_dir)], env=env, check=True
     )
-    assert installed.returncode == 0 and (bin_dir / "ros2").exists()
+    assert installed.returncode == 0 and (bin_dir / "ros2").exists() and (bin_dir / "smolvla_train").exists()
     # a recorded episode where the README's `ros2 bag info` line looks for it
     bag_line = readme_lines("ros2 bag info")[0]
     bag_path = Path(os.path.expanduser(shlex.split(bag_line)[3].replace("~", str(tmp_path))))
