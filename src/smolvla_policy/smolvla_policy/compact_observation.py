@@ -83,16 +83,17 @@ def resize_for_model(rgb: np.ndarray, target_width: int, target_height: int) -> 
     the server's resize-with-pad of the result is that same image up to the rounding (less than half a level).
     An image already at its content size is returned unchanged (a copy).
     """
-    import torch
-
-    from smolvla_policy.model.processor import image_to_tensor, resize_with_pad
-
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise CompactObservationError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
     h, w = rgb.shape[:2]
     new_w, new_h = content_size(w, h, target_width, target_height)
     if (new_w, new_h) == (w, h):
         return np.array(rgb, copy=True)
+    # torch only when there is something to resize (importing it stalls a process for seconds)
+    import torch
+
+    from smolvla_policy.model.processor import image_to_tensor, resize_with_pad
+
     with torch.no_grad():
         padded = resize_with_pad(image_to_tensor(rgb), target_width, target_height, pad_value=0.0)
         content = padded[0, :, target_height - new_h :, target_width - new_w :]
@@ -145,6 +146,15 @@ def compressed_size(data: bytes | bytearray | memoryview | np.ndarray) -> tuple[
                 return int.from_bytes(b[i + 7 : i + 9], "big"), int.from_bytes(b[i + 5 : i + 7], "big")
             i += 2 + length
     return None
+
+
+def preload(settings: CompactSettings) -> None:
+    """Import what :func:`compact_camera` will need (torch for a resize, OpenCV for JPEG) now, at start-up,
+    instead of in the first control tick that uses it (a multi-second stall on a busy machine)."""
+    if settings.size is not None:
+        import smolvla_policy.model.processor  # noqa: F401
+    if settings.jpeg_quality > 0:
+        import cv2  # noqa: F401
 
 
 def compact_camera(

@@ -51,6 +51,7 @@ from smolvla_policy.compact_observation import (
     CompactSettings,
     compact_camera,
     parse_image_size,
+    preload,
 )
 from smolvla_policy.queue import AGGREGATE_NAMES, ActionQueueCore, ObservationRequest, QueueConfig
 from so_arm_description.robot_model import default_limits, limits_from_urdf, robot_from_urdf
@@ -309,6 +310,7 @@ class ActionQueueNode(Node):
         self._state = _Latest()
         self._images: dict[str, _Latest] = {c: _Latest() for c in self.cameras}
         self._server_image_size: tuple[int, int] | None = None  # from PredictChunk results (issue 17)
+        preload(self._compact_settings())  # torch / OpenCV imported now, not in a control tick
         self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
         for cam in self.cameras:
             self.create_subscription(
@@ -350,6 +352,8 @@ class ActionQueueNode(Node):
     def _apply_parameters(self, changes: dict[str, object]) -> None:
         """Validated run-time changes (post-set callback)."""
         names = set(changes)
+        if names & {"observation_image_size", "observation_jpeg_quality"}:
+            preload(self._compact_settings())
         if "robot" in names and not self._arm_limits_source.startswith("/"):
             robot = str(self.params["robot"])
             self._arm_limits, self._arm_limits_source = default_limits(robot), f"the {robot} description"
