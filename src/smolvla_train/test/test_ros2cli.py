@@ -5,7 +5,7 @@
 - slow (real rclpy/DDS, the simulated loop of launch/sim_demo.launch.py): the README's command lines run
   verbatim through the installed ``ros2`` shim: ``ros2 param set /action_queue chunk_threshold 0.5`` and the
   change of g shows in ``ros2 topic echo /smolvla/queue_status --once``; an invalid value is refused;
-  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of an episode bag; the
+  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of the episode the test recorded; the
   fused queue ahead on ``/smolvla/queue_ahead`` (joint names, one point per control period); an episode
   recorded with the README's ``ros2 action send_goal ... --feedback``, ended with its ``end_episode`` call.
 """
@@ -137,19 +137,14 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
         [sys.executable, "-m", "smolvla_train.ros2cli", "--install-shim", str(bin_dir)], env=env, check=True
     )
     assert installed.returncode == 0 and (bin_dir / "ros2").exists() and (bin_dir / "smolvla_train").exists()
-    # a recorded episode where the README's `ros2 bag info` line looks for it
+    # the README's `ros2 bag info` line looks for the episode recorded below (HOME is tmp_path)
     bag_line = readme_lines("ros2 bag info")[0]
-    bag_path = Path(os.path.expanduser(shlex.split(bag_line)[3].replace("~", str(tmp_path))))
-    write_sim_bag(bag_path, seconds=1.0, width=16, height=12)
+    bag_path = Path(shlex.split(bag_line)[3].replace("~", str(tmp_path)))
 
     def run(line: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["sh", "-c", line], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path
         )
-
-    info = run(bag_line)
-    assert info.returncode == 0, info.stderr
-    assert "Topic: /joint_states | Type: sensor_msgs/msg/JointState" in info.stdout
 
     plan = mini_launch.describe(
         REPO / "launch" / "sim_demo.launch.py",
@@ -181,7 +176,7 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
         ]
         assert steps == pytest.approx([(i + 1) / 30.0 for i in range(len(steps))], abs=1e-9)
         # one episode recorded the README's way: send_goal (with feedback), then end it as a success
-        out_dir = tmp_path / "demos"
+        out_dir = bag_path.parent
         recorder = NodeProcess(
             "smolvla_train", "episode_recorder", parameters={"out_dir": str(out_dir)}, env=env
         )
@@ -204,9 +199,13 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
             assert "Goal finished with status: SUCCEEDED" in rest, rest
             result = yaml.safe_load(rest.split("Result:\n", 1)[1].split("Goal finished")[0])
             assert result["outcome"] == "success" and result["error"] == ""
-            assert Path(result["bag_path"]).is_dir() and Path(result["bag_path"]).parent == out_dir
+            assert Path(result["bag_path"]) == bag_path and bag_path.is_dir()
         finally:
             recorder.stop()
+        info = run(bag_line)  # verbatim, on the episode just recorded
+        assert info.returncode == 0, info.stderr
+        assert "Topic: /joint_states | Type: sensor_msgs/msg/JointState" in info.stdout, info.stdout
+        assert "Topic: /cameras/top/image_raw | Type: sensor_msgs/msg/Image" in info.stdout
         stop = run(readme_lines("ros2 service call /action_queue/stop")[0])
         assert "response:\nstd_srvs.srv.Trigger_Response(success=True" in stop.stdout, stop
         stopped = yaml.safe_load(run(echo_line).stdout.split("---")[0])
