@@ -5,9 +5,9 @@
 - slow (real rclpy/DDS, the simulated loop of launch/sim_demo.launch.py): the README's command lines run
   verbatim through the installed ``ros2`` shim: ``ros2 param set /action_queue chunk_threshold 0.5`` and the
   change of g shows in ``ros2 topic echo /smolvla/queue_status --once``; an invalid value is refused;
-  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; ``ros2 bag info`` of the episode the test recorded; the
-  fused queue ahead on ``/smolvla/queue_ahead`` (joint names, one point per control period); an episode
-  recorded with the README's ``ros2 action send_goal ... --feedback``, ended with its ``end_episode`` call.
+  ``ros2 service call /action_queue/stop std_srvs/srv/Trigger``; the fused queue ahead on
+  ``/smolvla/queue_ahead`` (joint names, one point per control period); an episode recorded with the README's
+  ``ros2 action send_goal ... --feedback``, ended with its ``end_episode`` call, and ``ros2 bag info`` of it.
 """
 
 from __future__ import annotations
