@@ -99,9 +99,12 @@ def child(name: str, duration: float) -> None:
                 prev = s.chunks_received
         node.destroy_node()
         rclpy.shutdown()
+        queue_log = procs[2].output()
     finally:
         for p in reversed(procs):
             p.stop()
+    warnings = [x for x in queue_log.splitlines() if "WARN" in x or "ERROR" in x]
+    print("\n".join(warnings[:5]), file=sys.stderr, flush=True)
     after = ip_counters()
     ticks = last.tick - first.tick
     row = {
@@ -146,6 +149,8 @@ def main() -> None:
             sys.stderr.write(res.stderr[-4000:])
             sys.exit(f"error: {name} failed (rc {res.returncode})")
         r = json.loads(line[len("RESULT ") :])
+        if r["failed"]:
+            print(f"{name}: queue warnings:\n{res.stderr[-1500:]}", flush=True)
         print(f"{name}: round trip p50 {r['lat_p50']:.0f} ms, idle {r['idle'] * 100:.1f} %", flush=True)
         idle, lo_mb = f"{r['idle'] * 100:.1f}", f"{r['lo_mb']:.1f}"
         rows.append([r["config"], r["seconds"], r["ticks"], r["chunks"], r["failed"], r["lat_p50"],
