@@ -42,19 +42,22 @@ def training_curve(log: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, loss = [], []
+    runs: dict[str, tuple[list[int], list[float]]] = {}
     with open(log) as fh:
         for row in csv.DictReader(fh):
             if row.get("loss"):
+                steps, loss = runs.setdefault(row.get("run") or "training", ([], []))
                 steps.append(int(row["step"]))
                 loss.append(float(row["loss"]))
-    if not steps:
+    if not runs:
         raise SystemExit(f"{log}: no loss rows")
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    ax.plot(steps, loss, lw=0.6, alpha=0.4, label="batch loss")
-    k = max(1, len(loss) // 40)
-    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-    ax.plot(steps[k - 1 :], smooth, lw=1.5, label=f"moving mean ({k})")
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=110)
+    for name, (steps, loss) in runs.items():
+        k = max(1, len(loss) // 30)
+        if k > 1:
+            ax.plot(steps, loss, lw=0.5, alpha=0.3)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, lw=1.5, label=f"{name} (mean of {k})" if k > 1 else name)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("flow-matching loss")

@@ -73,6 +73,14 @@ def tokenizer(args: argparse.Namespace) -> int:
         pad_token="<|im_end|>",
         unk_token="<|endoftext|>",
         model_max_length=8192,
+        # SmolVLM's image tokens (after the learned ids; lerobot's processor needs them, the model does not
+        # use them with add_image_special_tokens = false)
+        extra_special_tokens={
+            "fake_image_token": "<fake_token_around_image>",
+            "image_token": "<image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },
     )
     fast.save_pretrained(str(args.out))
     n = len(fast(TASK + "\n")["input_ids"])
