@@ -198,7 +198,7 @@ def test_policy_server_applies_rtc_when_the_goal_asks(server_and_client: Any) ->
     assert [(f.rtc_prefix_length, f.rtc_inference_delay) for f in fb] == [(15, 5)] * NUM_STEPS
     # rviz: the previous chunk (RTC prefix) and its guiding part beside the new chunk, in another colour
     assert wait_for(
-        lambda: any(m.ns == "smolvla_rtc_prefix" for a in client.markers for m in a.markers), 10.0
+        lambda: any(m.ns == "smolvla_rtc_prefix" for a in client.markers for m in a.markers), 60.0
     )
     prefix_markers = [m for a in client.markers for m in a.markers if m.ns == "smolvla_rtc_prefix"]
     assert sorted((m.id, len(m.points)) for m in prefix_markers[-2:]) == [(0, 25), (1, 15)]
@@ -280,5 +280,4 @@ def test_closed_loop_in_the_simulator_with_rtc(ros_executor: Any, run_node: Any,
     assert probe.last().requests_failed == 0, queue.output()[-3000:]
     assert wait_for(lambda: len(prefixes) >= 2, 30.0), server.output()[-3000:]
     assert all(len(m.points) >= 1 for m in prefixes)
-    with probe.lock:
-        assert len(probe.commands) > 30
+    assert wait_for(lambda: len(probe.commands) > 30, 60.0)  # the arm keeps being commanded
