@@ -172,3 +172,29 @@ def test_end_episode_after_the_recorder_time_limit_keeps_the_saved_episode(tmp_p
         assert custom["smolvla.outcome"] == "unknown"
         # the teleoperator went on streaming after the recorder stopped: fewer commands in the bag
         assert 0 < len(_read_bag(bag)["/joint_commands"]) < rec.commands_sent
+
+
+def test_end_episode_racing_the_recorder_time_limit_did_not_answer_within_120_s(tmp_path: Path) -> None:
+    """Regression: "~/end_episode did not answer within 120 s": the teleoperator's end request and the
+    recorder's own time limit at the same moment (limit 8 s on both sides, shorter than the expert's plan):
+    whichever wins, every episode is reported with its saved bag, no error, and the outcome in the bag is the
+    one reported (success/failure when the request came first, unknown when the time limit did)."""
+    cfg = SimRecordConfig(
+        out_dir=str(tmp_path),
+        episodes=3,
+        seed0=40,
+        camera_rate=0.0,
+        time_limit=8.0,
+        recorder_margin=0.0,
+        progress=False,
+    )
+    records = record_sim(cfg)
+    bags = list_bags(tmp_path)
+    assert [r.bag_path for r in records] == [str(b) for b in bags] and len(bags) == 3
+    for rec, bag in zip(records, bags):
+        assert rec.error == "", rec
+        custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+            "custom_data"
+        ]
+        assert custom["smolvla.outcome"] == rec.outcome
+        assert rec.outcome in ("unknown", "success" if rec.success else "failure")

@@ -318,36 +318,43 @@ class SimTeleop:
         result_timeout: float = 180.0,
     ):
         """End the episode with its outcome (``None``: cancel, outcome unknown); returns (error or "", the
-        RecordEpisode result or None). Never raises and never waits unbounded: if ``~/end_episode`` does not
-        answer, the goal is canceled; if no result comes, the error says so (the recorder saves a running
-        episode when it stops, and ``recover-bags`` finishes a partial one).
+        RecordEpisode result or None, the bag path ``~/end_episode`` answered or ""). Never raises and never
+        waits unbounded: the answer of ``~/end_episode`` (or of the cancel) and the goal's result are waited
+        for together (whichever comes first: one lost answer does not decide); if neither comes, the goal is
+        canceled; if no result comes, the error says so (the recorder saves a running episode when it stops,
+        and ``recover-bags`` finishes a partial one).
 
         An episode the recorder ended itself (its time limit: the answer is then "no episode is being
         recorded", or the saved bag) is no error: its bag is in the result."""
-        error = ""
+        error, answered_path = "", ""
         if not result_future.done():
-            try:
-                if success is None:
-                    self._wait_future(handle.cancel_goal_async(), end_timeout, "RecordEpisode cancel")
+            if success is None:
+                what, future = "RecordEpisode cancel", handle.cancel_goal_async()
+            else:
+                request = self._SetBool.Request(data=bool(success))
+                what, future = "~/end_episode", self.end_client.call_async(request)
+            deadline = time.monotonic() + end_timeout
+            while not (future.done() or result_future.done()):
+                if time.monotonic() > deadline:
+                    error = f"{what} did not answer within {end_timeout:g} s"
+                    if success is not None:
+                        with contextlib.suppress(Exception):  # (the result wait below decides)
+                            handle.cancel_goal_async()
+                    break
+                time.sleep(0.005)
+            if success is not None and future.done() and future.exception() is None:
+                response = future.result()
+                if response.success:
+                    answered_path = response.message
                 else:
-                    response = self._wait_future(
-                        self.end_client.call_async(self._SetBool.Request(data=bool(success))),
-                        end_timeout,
-                        "~/end_episode",
-                    )
-                    if not response.success:
-                        error = response.message
-            except TimeoutError as exc:
-                error = str(exc)
-                with contextlib.suppress(Exception):  # (the result wait below decides)
-                    handle.cancel_goal_async()
+                    error = response.message
         try:
             result = self._wait_future(result_future, result_timeout, "RecordEpisode result").result
         except TimeoutError as exc:
-            return (f"{error}; {exc}" if error else str(exc)), None
+            return (f"{error}; {exc}" if error and not answered_path else str(exc)), None, answered_path
         if result.bag_path:
-            return "", result
-        return (result.error or error or "the recorder saved no bag"), result
+            return "", result, result.bag_path
+        return (result.error or error or "the recorder saved no bag"), result, ""
 
     def close(self) -> None:
         from smolvla_common.executor_shutdown import shutdown_executor
@@ -372,10 +379,13 @@ def _record_episode(teleop: SimTeleop, cfg: SimRecordConfig, task_text: str, see
         sent, success = teleop.run_expert(cfg.time_limit)
     except (RuntimeError, TimeoutError) as exc:
         run_error = f"the expert did not finish: {exc}"
-    end_error, result = teleop.end_recording(
+    end_error, result, saved_path = teleop.end_recording(
         None if run_error else success, handle, result_future, cfg.end_timeout, cfg.result_timeout
     )
     if result is None:
+        if saved_path and not run_error:  # saved (the answer says so), only the result got lost
+            outcome = "success" if success else "failure"
+            return SimEpisodeRecord(-1, seed, saved_path, success, outcome, sent)
         return SimEpisodeRecord(-1, seed, "", success, "", sent, error=run_error or end_error)
     return SimEpisodeRecord(
         episode_index=int(result.episode_index),
