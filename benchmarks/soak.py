@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "stall_model (--stall s), kill_queue",
     )
     p.add_argument("--stall", type=float, default=10.0, help="model stall of the stall_model fault [s]")
+    p.add_argument(
+        "--skip", action="append", default=[], metavar="FAULT", help="leave this fault out (repeatable)"
+    )
     p.add_argument("--no-write", action="store_true", help="print only, write no docs")
     return p
 
@@ -70,7 +73,10 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
             "ticks held",
             f"{result.ticks_held} of {result.ticks} ({100.0 * held_frac:.1f} %)",
         ),
-        ("driver RSS", f"{rss0:.1f} -> {rss1:.1f} MB, slope {slope:+.2f} MB/h (longest-running process)"),
+        (
+            "driver RSS",
+            f"{rss0:.1f} -> {rss1:.1f} MB, slope {slope:+.2f} MB/h (longest-lived process, after 30 s)",
+        ),
         ("harness RSS slope (emulator, monitor)", f"{harness_slope:+.2f} MB/h"),
         ("parameter fuzz: values accepted", ", ".join(result.param_fuzz_accepted) or "none"),
         ("parameters back to their values", result.params_restored),
@@ -85,7 +91,8 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
         totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
     body = [
         f"Run: `benchmarks/soak.py --minutes {args.minutes:g} --period {args.period:g} "
-        f"--fault-duration {args.fault_duration:g}{' --graph' if args.graph else ''}` on "
+        f"--fault-duration {args.fault_duration:g}{' --graph' if args.graph else ''}"
+        f"{''.join(' --skip ' + f for f in args.skip)}` on "
         f"{time.strftime('%Y-%m-%d')}; {machine_line()}",
         "",
         "Commands: "
@@ -139,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             max_step=args.max_step,
             seed=args.seed,
             progress=progress,
-            faults=(*fault_soak.FAULTS, *fault_soak.GRAPH_FAULTS) if args.graph else fault_soak.FAULTS,
+            faults=[
+                f
+                for f in ((*fault_soak.FAULTS, *fault_soak.GRAPH_FAULTS) if args.graph else fault_soak.FAULTS)
+                if f not in args.skip
+            ],
             graph=args.graph,
             stall_s=args.stall,
         )

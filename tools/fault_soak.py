@@ -629,7 +629,8 @@ def driver_rss_slope(result: SoakResult) -> tuple[float, float, float]:
     if not runs:
         return math.nan, math.nan, math.nan
     longest = max(runs.values(), key=lambda r: r[-1][0] - r[0][0])
-    return slope_mb_per_h(longest), longest[0][1], longest[-1][1]
+    settled = [(t, mb) for t, mb in longest if t - longest[0][0] >= 30.0]  # after imports and connect
+    return slope_mb_per_h(settled, skip=0.0), (settled or longest)[0][1], longest[-1][1]
 
 
 def _settle(harness: _Harness, pending: list[FaultRecord], last_motion: float) -> bool:
