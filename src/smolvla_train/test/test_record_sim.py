@@ -123,8 +123,7 @@ def test_expert_joint_commands_had_zero_header_stamps(tmp_path: Path) -> None:
     """Regression: the scripted expert's /joint_commands were published with zero header stamps (the
     converter then used the recorder's receive times: up to ~220 ms of jitter under load). Each command now
     carries the simulated time of the joint state it answers: the reference is the simulator's own
-    /joint_states stamps in the same bag, and the recorder's receive time on /clock (within the 1 s
-    command_following trusts)."""
+    /joint_states stamps in the same bag, and the recorder's receive time on /clock."""
     cfg = SimRecordConfig(
         out_dir=str(tmp_path), episodes=1, seed0=5, camera_rate=0.0, real_time_factor=0.5, progress=False
     )
@@ -138,8 +137,10 @@ def test_expert_joint_commands_had_zero_header_stamps(tmp_path: Path) -> None:
     assert all(s > 0 for s in stamps), "a command without a header stamp"
     assert set(stamps) <= js_stamps, "a command stamp that is not the simulated time of a joint state"
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    for (log_ns, _), s in zip(cmds, stamps):  # on the receivers' clock (/clock): trusted by command_following
-        assert abs(log_ns - s) < 1_000_000_000
+    # on the receivers' clock (/clock): never ahead of the recorder's receive time by command_following's
+    # tolerance (how far behind depends on the load: a late teleoperator answers an older state)
+    for (log_ns, _), s in zip(cmds, stamps):
+        assert s - log_ns < 1_000_000_000
 
 
 def test_end_episode_after_the_recorder_time_limit_keeps_the_saved_episode(tmp_path: Path) -> None:
