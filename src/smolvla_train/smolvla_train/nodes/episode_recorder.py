@@ -326,14 +326,21 @@ class EpisodeRecorderNode(Node):
             result.error = "an episode is being recorded"
             goal_handle.abort()
             return result
-        saved: list[EpisodeResult | None] = [None]
-        try:
-            return self._record(goal_handle, goal, result, saved)
-        finally:
-            # always (saved, failed, discarded, exception): every ~/end_episode request gets its answer
-            self._control.finish(saved[0])
+        finished = [False]
 
-    def _record(self, goal_handle, goal, result, saved: list):  # type: ignore[no-untyped-def]
+        def finish(res: EpisodeResult | None) -> None:
+            # before the goal's result goes out (the client's next goal must not find the recorder busy), and
+            # always (saved, failed, discarded, exception): every ~/end_episode request gets its answer
+            if not finished[0]:
+                finished[0] = True
+                self._control.finish(res)
+
+        try:
+            return self._record(goal_handle, goal, result, finish)
+        finally:
+            finish(None)
+
+    def _record(self, goal_handle, goal, result, finish):  # type: ignore[no-untyped-def]
         start_ns = self._now_ns()
         try:
             index = self.core.start(
@@ -342,6 +349,7 @@ class EpisodeRecorderNode(Node):
         except Exception as exc:  # noqa: BLE001 (refused: reason in the result)
             result.error = f"cannot start the episode: {exc}"
             self.get_logger().error(result.error)
+            finish(None)
             goal_handle.abort()
             return result
         self._publish_event("start", index, goal.task, start_ns)
@@ -367,6 +375,7 @@ class EpisodeRecorderNode(Node):
                 self._publish_event("end", index, goal.task, self._now_ns())
                 result.episode_index = index
                 result.error = "episode discarded (~/discard_last)"
+                finish(None)
                 goal_handle.abort()
                 return result
             if self._control.requested() is not None:
@@ -389,7 +398,6 @@ class EpisodeRecorderNode(Node):
         outcome = self._control.close() or "unknown"
         end_ns = self._now_ns()
         res = self.core.end(end_ns, outcome)
-        saved[0] = res
         self._publish_event("end", index, goal.task, end_ns)
         result.bag_path = res.bag_path
         result.episode_index = res.episode_index
@@ -408,6 +416,7 @@ class EpisodeRecorderNode(Node):
                 f"lost {res.dropped}{' ' + str(res.lost_by_topic) if res.dropped else ''}): {counts}"
             )
         self._last_result = res
+        finish(res)
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif res.error:
