@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # loaded machine: software-rendered browser
 pytest.importorskip("rerun")
 rclpy = pytest.importorskip("rclpy")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared helpers (importlib mode)
