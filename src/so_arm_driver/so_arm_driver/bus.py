@@ -125,12 +125,24 @@ class _PortHandler(scs.PortHandler):
                 select.select([fd], [], [], self.poll_wait_s)
         return data
 
+    def clearPort(self) -> None:  # noqa: N802 (SDK name)
+        """The SDK's flush before every packet: ``tcdrain`` on a vanished port raises ``termios.error``, which
+        is not an OSError; convert it so that the bus reports an I/O error instead of the caller crashing."""
+        try:
+            super().clearPort()
+        except termios.error as exc:
+            raise OSError(f"cannot flush output of {self.port_name}: {exc}") from exc
+
     def discard_input(self) -> None:
         if self.ser is not None:
             try:
                 self.ser.reset_input_buffer()
             except termios.error as exc:  # not an OSError: convert, so callers see one error type
                 raise OSError(f"cannot flush input of {self.port_name}: {exc}") from exc
+
+
+#: what a serial transaction raises when the adapter or pty goes away (termios.error is not an OSError)
+IO_ERRORS: tuple[type[BaseException], ...] = (OSError, termios.error)
 
 
 class BusOpenError(OSError):
@@ -214,7 +226,7 @@ class FeetechBus:
             self.transactions += 1
             try:
                 value, code = attempt_fn()
-            except OSError as exc:  # serial.SerialException: unplugged adapter, vanished pty
+            except IO_ERRORS as exc:  # serial.SerialException / termios.error: unplugged adapter, vanished pty
                 self.last_io_error = str(exc)
                 value, code = None, ERR_IO
             if code == scs.COMM_SUCCESS:
@@ -321,7 +333,7 @@ class FeetechBus:
                 try:
                     self._begin()
                     result = group.txPacket()
-                except OSError as exc:
+                except IO_ERRORS as exc:
                     self.last_io_error = str(exc)
                     result = ERR_IO
                 if result != scs.COMM_SUCCESS:
@@ -330,7 +342,7 @@ class FeetechBus:
                     for k, motor_id in enumerate(ids):
                         try:
                             data, result, hw_err = self._ph.readRx(self._port, motor_id, length)  # type: ignore[union-attr]
-                        except OSError as exc:
+                        except IO_ERRORS as exc:
                             self.last_io_error = str(exc)
                             data, result, hw_err = [], ERR_IO, 0
                         if result == scs.COMM_SUCCESS and len(data) < length:
@@ -374,7 +386,7 @@ class FeetechBus:
             try:
                 self._begin()
                 result = group.txPacket()
-            except OSError as exc:
+            except IO_ERRORS as exc:
                 self.last_io_error = str(exc)
                 result = ERR_IO
             self._port.is_using = False  # type: ignore[union-attr]

@@ -180,3 +180,24 @@ def test_closed_or_vanished_port_returns_errors(emu):
 def test_open_error_names_port():
     with pytest.raises(busmod.BusOpenError, match="/dev/does-not-exist"):
         FeetechBus("/dev/does-not-exist").open()
+
+
+def test_sync_write_on_a_vanished_port_raised_termios_error():
+    """Regression (issue 19 soak): the SDK flushes (tcdrain) before every packet; on a port whose other end is
+    gone that raises termios.error, which is not an OSError, and it crashed the driver node from
+    ``sync_write`` instead of coming back as a bus error."""
+    import os
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    b = FeetechBus(path, retries=0)
+    b.open()
+    try:
+        os.close(master)  # the adapter (the pty's other side) vanishes
+        err = b.sync_write("Goal_Position", {1: 2048, 2: 2048})
+        assert err is not None and err.code == busmod.ERR_IO, err
+        value, err = b.read(1, "Present_Position")
+        assert value is None and err is not None
+    finally:
+        b.close()
+        os.close(slave)
