@@ -226,7 +226,7 @@ class FeetechBus:
             self.transactions += 1
             try:
                 value, code = attempt_fn()
-            except IO_ERRORS as exc:  # serial.SerialException / termios.error: unplugged adapter, vanished pty
+            except IO_ERRORS as exc:  # SerialException / termios.error: unplugged adapter, vanished pty
                 self.last_io_error = str(exc)
                 value, code = None, ERR_IO
             if code == scs.COMM_SUCCESS:
