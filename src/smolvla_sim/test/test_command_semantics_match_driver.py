@@ -54,7 +54,11 @@ def run_driver(stream: list[tuple[float, Command]]) -> tuple[np.ndarray, np.ndar
     goals, measured = [], []
     with Emulator(positions=start, speed=1e6) as emu:
         driver = ArmDriver(
-            FeetechBus(emu.port, retries=2), cal, DriverConfig(max_step=SIM_DEFAULTS["max_step"])
+            # generous retries: this test is about command semantics, and a loaded machine makes the emulator
+            # thread late (reads timed out on a machine at load average 20+)
+            FeetechBus(emu.port, retries=20, retry_budget_s=10.0, latency_timer_ms=50.0),
+            cal,
+            DriverConfig(max_step=SIM_DEFAULTS["max_step"]),
         )
         driver.connect()
         try:
