@@ -137,7 +137,11 @@ def test_images_at_configured_size_and_rate(sim_node, ros_context, ros_executor)
             assert (img.width, img.height, img.encoding) == (96, 64, "rgb8")
             assert image_to_numpy(img).shape == (64, 96, 3)
         stamps = np.array([_sec(m.header.stamp) for m in images])
-        np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)  # 10 Hz of simulated time
+        # 10 Hz of simulated time: every stamp on the 0.1 s grid (a frame the probe lost on a loaded machine
+        # is a skipped grid point, not a wrong period)
+        steps = np.diff(stamps) / 0.1
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-5)
+        assert np.all(np.round(steps) >= 1) and np.median(np.round(steps)) == 1
     info = probe.get("/cameras/top/camera_info")[-1]
     assert (info.width, info.height) == (96, 64)
     assert info.k[2] == pytest.approx(48.0) and info.k[5] == pytest.approx(32.0) and info.k[0] > 0
@@ -149,7 +153,9 @@ def test_images_at_configured_size_and_rate(sim_node, ros_context, ros_executor)
     clock = probe.get("/clock")
     assert clock and _sec(clock[-1].clock) > 0.0
     js_stamps = np.array([_sec(m.header.stamp) for m in probe.get("/joint_states")[-20:]])
-    np.testing.assert_allclose(np.diff(js_stamps), 0.02, atol=1e-6)  # 50 Hz of simulated time
+    js_steps = np.diff(js_stamps) / 0.02  # 50 Hz of simulated time (grid points, as for the images)
+    np.testing.assert_allclose(js_steps, np.round(js_steps), atol=1e-5)
+    assert np.all(np.round(js_steps) >= 1) and np.median(np.round(js_steps)) == 1
 
 
 def test_reset_episode_commands_and_malformed_messages(sim_node, ros_context, ros_executor):  # type: ignore[no-untyped-def]

@@ -48,6 +48,9 @@ def test_false_exit_message_after_unplug(tmp_path: Path, cal_file: Path) -> None
         node = start(tmp_path, link, cal_file)
         try:
             assert wait_for(lambda: all(emu.servo(i).torque_enabled for i in IDS) or not node.alive(), 60)
+            # torque is on before connect() has finished (Lock is written after it): unplug only once the node
+            # reports it is connected, else the unplug lands in the start-up and the node exits instead
+            assert node.wait_for_output("connected to so101", 60), node.output()
             emu.unplug()
             assert node.wait_for_output("port closed, reopening", 30), node.output()
             node.proc.send_signal(signal.SIGINT)
