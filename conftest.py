@@ -23,7 +23,12 @@ def _worker_index() -> int:
     return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # node logs inside pytest's own temporary tree (pruned to the last runs), not left in /tmp
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None and "SMOLVLA_NODE_LOG_DIR" not in os.environ:
+        os.environ["SMOLVLA_NODE_LOG_DIR"] = str(factory.getbasetemp() / "node_logs")
     base = os.environ.get("SMOLVLA_TEST_DOMAIN_BASE")
     domain = int(base) + _worker_index() if base else ros_harness.default_domain_id(_worker_index())
     ros_harness.apply_ros_environment(domain)

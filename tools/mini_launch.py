@@ -647,7 +647,7 @@ def start_nodes(plan: LaunchPlan, env: Mapping[str, str] | None = None) -> list[
     base_env.update(plan.env)
     for name in plan.unset:
         base_env.pop(name, None)
-    tmpdir = Path(tempfile.mkdtemp(prefix="mini_launch-"))
+    tmpdir = Path(tempfile.mkdtemp(prefix="mini_launch-", dir=ros_harness.log_dir()))
     procs = []
     try:
         for i, node in enumerate(plan.nodes):

@@ -33,6 +33,15 @@ OVERRIDING_VARS = (
 )
 
 
+def log_dir() -> str | None:
+    """Where node logs go: ``$SMOLVLA_NODE_LOG_DIR`` (pytest points it into its own temporary tree, which
+    it prunes), else the system temporary directory."""
+    path = os.environ.get("SMOLVLA_NODE_LOG_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+    return path or None
+
+
 def default_domain_id(worker: int = 0) -> int:
     """A domain id for this run (1..97): derived from the PID so parallel runs differ, plus the worker."""
     return 1 + ((os.getpid() // 7) % 24) * 4 + (worker % 4)
@@ -140,7 +149,7 @@ class NodeProcess:
         self.cmd = [str(exe), *extra_args, *ros_args(name, parameters, params_file, remappings)]
         self.env = dict(env) if env is not None else ros_environment()
         if log_path is None:
-            fd, log_path = tempfile.mkstemp(prefix=f"{executable}-", suffix=".log")
+            fd, log_path = tempfile.mkstemp(prefix=f"{executable}-", suffix=".log", dir=log_dir())
             os.close(fd)
         self._log_file = open(log_path, "w+")  # noqa: SIM115 (open for the process lifetime)
         self.proc = subprocess.Popen(

@@ -181,6 +181,9 @@ def test_readme_ros2_lines_run_verbatim_on_the_pip_install(tmp_path: Path) -> No
             "smolvla_train", "episode_recorder", parameters={"out_dir": str(out_dir)}, env=env
         )
         try:
+            # as a user would: the recorder has found the running graph's topics before the episode starts
+            for topic in ("/joint_states", "/cameras/top/image_raw"):
+                assert recorder.wait_for_output(f"subscribed {topic} ", timeout=60), recorder.output()
             goal_line = readme_goal_line()
             goal = subprocess.Popen(
                 ["sh", "-c", goal_line], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -341,6 +341,8 @@ class EpisodeRecorderNode(Node):
             finish(None)
 
     def _record(self, goal_handle, goal, result, finish):  # type: ignore[no-untyped-def]
+        # publishers that appeared since the last discovery tick are subscribed before the episode starts
+        self._discover()
         start_ns = self._now_ns()
         try:
             index = self.core.start(
