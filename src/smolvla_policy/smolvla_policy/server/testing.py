@@ -134,7 +134,7 @@ class PolicyClient:
             raise TimeoutError("no answer from the policy server")
         return future.result()
 
-    def send(self, obs: Any, timeout: float = 30.0, **goal_fields: Any) -> GoalRef:
+    def send(self, obs: Any, timeout: float = 120.0, **goal_fields: Any) -> GoalRef:
         """Send a goal (``goal_fields``: further Goal fields, e.g. rtc_prefix) and wait for its acceptance."""
         ref = GoalRef(None)
         goal = self.PredictChunk.Goal(observation=obs, **goal_fields)

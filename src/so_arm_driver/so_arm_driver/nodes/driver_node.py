@@ -100,6 +100,25 @@ PARAMETERS = ParameterTable(
             10,
             read_only=True,
         ),
+        Param(
+            "latency_timer_ms",
+            16.0,
+            "USB-serial adapter latency timer [ms]: a servo's reply is waited for 2x this + 2 ms (the SDK's "
+            "rule; 16 is the usual FTDI/CH34x default). Raise it for a slow adapter or a heavily loaded host.",
+            "double",
+            1.0,
+            1000.0,
+            read_only=True,
+        ),
+        Param(
+            "retry_budget",
+            0.2,
+            "Longest time spent retrying one bus transaction [s] (the retries stop earlier when it is spent).",
+            "double",
+            0.0,
+            10.0,
+            read_only=True,
+        ),
         Param("rate", 50.0, "Read/write cycle and /joint_states rate [Hz].", "double", 1.0, 500.0),
         Param(
             "max_step",
@@ -204,6 +223,8 @@ class DriverNodeConfig:
     calibration_file: str
     baudrate: int
     read_retries: int
+    latency_timer_ms: float
+    retry_budget: float
     rate: float
     max_step: float
     command_timeout: float
@@ -309,7 +330,13 @@ class DriverNode(Node):
         except calib.CalibrationError as exc:
             raise DriverStartupError(str(exc)) from exc
         port = self._start_emulator(cal) if self.cfg.port == EMULATED else self.cfg.port
-        bus = FeetechBus(port, baudrate=self.cfg.baudrate, retries=self.cfg.read_retries)
+        bus = FeetechBus(
+            port,
+            baudrate=self.cfg.baudrate,
+            retries=self.cfg.read_retries,
+            retry_budget_s=self.cfg.retry_budget,
+            latency_timer_ms=self.cfg.latency_timer_ms,
+        )
         self.driver = ArmDriver(bus, cal, self._driver_config(), logger=self.get_logger())
         self.driver.connect()
         if self.cfg.leader:
