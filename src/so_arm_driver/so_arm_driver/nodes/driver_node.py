@@ -104,7 +104,7 @@ PARAMETERS = ParameterTable(
             "latency_timer_ms",
             16.0,
             "USB-serial adapter latency timer [ms]: a servo's reply is waited for 2x this + 2 ms (the SDK's "
-            "rule; 16 is the usual FTDI/CH34x default). Raise it for a slow adapter or a heavily loaded host.",
+            "rule; 16 is the usual FTDI/CH34x default). Raise it for a slow adapter or a loaded host.",
             "double",
             1.0,
             1000.0,
@@ -113,7 +113,7 @@ PARAMETERS = ParameterTable(
         Param(
             "retry_budget",
             0.2,
-            "Longest time spent retrying one bus transaction [s] (the retries stop earlier when it is spent).",
+            "Longest time spent retrying one bus transaction [s] (retries stop once it is spent).",
             "double",
             0.0,
             10.0,
