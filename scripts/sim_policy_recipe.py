@@ -24,7 +24,9 @@ Additions to the plain loss, all training-only (the saved checkpoint is a plain 
 * ``--state-noise S``: Gaussian noise (lerobot units) on ``observation.state``, so that the start pose cannot
   identify a demonstration (the policy must look at the images);
 * ``--task-variants``: the instruction drawn from a few phrasings (the launch files' default among them);
-* ``--skip-tail N``: the last N frames of each episode (return home and hold) are not used as chunk starts.
+* ``--skip-tail N``: the last N frames of each episode (return home and hold) are not used as chunk starts;
+* ``--shift-aug N``: each training image moved by up to N pixels (edges replicated), against overfitting the
+  few hundred scenes.
 
 Checkpoints (every ``--save-every`` steps and at the end) are written to ``--out`` with ``train_log.csv``.
 """
@@ -220,6 +222,16 @@ def build_policy(args: argparse.Namespace, frames: Frames):  # type: ignore[no-u
     return SmolVLAPolicy(config, vlm, tokenizer=tokenizer, normalizer=Normalizer.from_config(config, stats))
 
 
+def shift(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Random-shift augmentation (each image moved by up to ``pad`` pixels, edges replicated); 0 = off."""
+    if pad <= 0:
+        return images
+    n, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    dy, dx = rng.integers(0, 2 * pad + 1, (2, n))
+    return np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -285,7 +297,12 @@ def train(args: argparse.Namespace) -> int:
         state = frames.state[idx] + args.state_noise * rng.standard_normal((len(idx), 6))
         texts = [variants[i] for i in rng.integers(0, len(variants), len(idx))]
         tokens, mask = tokenize(policy.tokenizer, texts, config)
-        batch = {f"observation.images.{cam}": torch.from_numpy(frames.images_at(cam, idx)) for cam in CAMERAS}
+        batch = {
+            f"observation.images.{cam}": torch.from_numpy(
+                shift(frames.images_at(cam, idx), args.shift_aug, rng)
+            )
+            for cam in CAMERAS
+        }
         batch.update(
             {
                 "observation.state": torch.from_numpy(state.astype(np.float32)),
@@ -348,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--state-noise", type=float, default=2.0, help="state noise std [lerobot units]")
     t.add_argument("--task-variants", action=argparse.BooleanOptionalAction, default=True)
     t.add_argument("--skip-tail", type=int, default=60)
+    t.add_argument("--shift-aug", type=int, default=0, help="random image shift of up to N pixels (0 = off)")
     t.add_argument("--save-every", type=int, default=250)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
