@@ -13,6 +13,12 @@ SO-100 link offsets from TheRobotStudio ``so100.urdf`` / MuJoCo Menagerie ``trs_
 zero pose (the calibrated middle of each joint is the same mechanical pose on both arms) and the SO-101 joint
 signs; approximate, not verified on an SO-100.
 
+The chain up to ``gripper_link`` is the simulator's (smolvla_sim.model) exactly, so that the wrist camera's
+frame (so_arm_description.cameras) is where MuJoCo renders from: the net lateral offset of the wrist
+(-0.1778 mm in y, from so101_new_calib's upper-arm and gripper body offsets), the published digits
+0.0388353 / 0.0303992, and on the SO-100 the simulator's pan axis at x = 0.0454 m (Menagerie: 0.0452).
+``smolvla_sim/test/test_model_matches_kinematics.py`` pins it to 1e-9 m.
+
 Used by the policy server (predicted gripper paths as markers) and available to the simulator.
 """
 
@@ -55,13 +61,13 @@ class RobotChain:
 _SO101 = RobotChain(
     robot="so101",
     joints=(
-        ChainJoint("shoulder_pan", "base_link", "shoulder_link", (0.038835, 0.0, 0.0624), (0.0, 0.0, -1.0)),
+        ChainJoint("shoulder_pan", "base_link", "shoulder_link", (0.0388353, 0.0, 0.0624), (0.0, 0.0, -1.0)),
         ChainJoint(
-            "shoulder_lift", "shoulder_link", "upper_arm_link", (0.0304, 0.0, 0.0542), (0.0, 1.0, 0.0)
+            "shoulder_lift", "shoulder_link", "upper_arm_link", (0.0303992, 0.0, 0.0542), (0.0, 1.0, 0.0)
         ),
         ChainJoint("elbow_flex", "upper_arm_link", "lower_arm_link", (0.028, 0.0, 0.11257), (0.0, 1.0, 0.0)),
         ChainJoint("wrist_flex", "lower_arm_link", "wrist_link", (0.1349, 0.0, 0.0052), (0.0, 1.0, 0.0)),
-        ChainJoint("wrist_roll", "wrist_link", "gripper_link", (0.0611, 0.0, 0.0), (-1.0, 0.0, 0.0)),
+        ChainJoint("wrist_roll", "wrist_link", "gripper_link", (0.0611, -0.0001778, 0.0), (-1.0, 0.0, 0.0)),
         ChainJoint(
             "gripper",
             "gripper_link",
@@ -74,17 +80,18 @@ _SO101 = RobotChain(
     ),
 )
 
-# SO-100 (approximate): Menagerie trs_so_arm100 offsets, SO-101 zero pose and joint signs.
+# SO-100 (approximate): Menagerie trs_so_arm100 offsets (pan axis and wrist as the simulator's), SO-101 zero
+# pose and joint signs.
 _SO100 = RobotChain(
     robot="so100",
     joints=(
-        ChainJoint("shoulder_pan", "base_link", "shoulder_link", (0.0452, 0.0, 0.0165), (0.0, 0.0, -1.0)),
+        ChainJoint("shoulder_pan", "base_link", "shoulder_link", (0.0454, 0.0, 0.0165), (0.0, 0.0, -1.0)),
         ChainJoint(
-            "shoulder_lift", "shoulder_link", "upper_arm_link", (0.0306, 0.0, 0.1025), (0.0, 1.0, 0.0)
+            "shoulder_lift", "shoulder_link", "upper_arm_link", (0.0303992, 0.0, 0.1025), (0.0, 1.0, 0.0)
         ),
         ChainJoint("elbow_flex", "upper_arm_link", "lower_arm_link", (0.028, 0.0, 0.11257), (0.0, 1.0, 0.0)),
         ChainJoint("wrist_flex", "lower_arm_link", "wrist_link", (0.1349, 0.0, 0.0052), (0.0, 1.0, 0.0)),
-        ChainJoint("wrist_roll", "wrist_link", "gripper_link", (0.0601, 0.0, 0.0), (-1.0, 0.0, 0.0)),
+        ChainJoint("wrist_roll", "wrist_link", "gripper_link", (0.0601, -0.0001778, 0.0), (-1.0, 0.0, 0.0)),
         ChainJoint("gripper", "gripper_link", "moving_jaw_link", (0.0244, 0.0, 0.0202), (0.0, -1.0, 0.0)),
         ChainJoint("gripper_frame_joint", "gripper_link", "gripper_frame", (0.0981, 0.0, -0.0079), None),
     ),

@@ -9,6 +9,10 @@ Calibrated limits come from a lerobot calibration file (:func:`limits_from_calib
 middle of ``range_min..range_max``, the half-width either side in radians at lerobot's 360 / 4095 degrees per
 tick (so_arm_driver.calibration uses the same scale for every position it reads and writes).
 
+``build_urdf`` also adds the cameras' links and optical frames (:mod:`so_arm_description.cameras`: the wrist
+camera on ``gripper_link``, the overhead camera on ``base_link``), so robot_state_publisher gives rviz the
+frames of the images' ``header.frame_id``.
+
 No ROS import; the URDF files are found in the source tree or in ``share/so_arm_description/urdf``.
 """
 
@@ -22,6 +26,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 
+from so_arm_description.cameras import (
+    OPTICAL_RPY,
+    CameraMount,
+    camera_link,
+    default_mounts,
+    mounts_with,
+    optical_frame,
+)
 from so_arm_description.joints import JOINT_NAMES
 from so_arm_description.robot_spec import get_robot_spec
 
@@ -72,11 +84,18 @@ def check_limits(limits: Mapping[str, tuple[float, float]]) -> dict[str, tuple[f
     return out
 
 
-def build_urdf(robot: str, limits: Mapping[str, tuple[float, float]] | None = None) -> str:
+def build_urdf(
+    robot: str,
+    limits: Mapping[str, tuple[float, float]] | None = None,
+    cameras: Mapping[str, CameraMount] | None = None,
+) -> str:
     """URDF text of ``robot`` ("so101" | "so100"); its joints' ``<limit lower upper>`` are ``limits`` (rad).
 
     ``limits`` may name any subset of the joints (the others keep the description's values); None keeps them
     all. An unknown joint or an invalid pair is a RobotModelError.
+
+    ``cameras`` adds ``<name>_camera_link`` and ``<name>_camera_optical_frame`` of each camera
+    (:mod:`so_arm_description.cameras`); None adds the suite's cameras (``default_mounts``), ``{}`` none.
     """
     spec = get_robot_spec(robot)
     wanted = check_limits(limits or {})
@@ -97,9 +116,57 @@ def build_urdf(robot: str, limits: Mapping[str, tuple[float, float]] | None = No
     missing = [n for n in wanted if n not in seen]
     if missing:
         raise RobotModelError(f"the {spec.name} URDF has no limited joint '{missing[0]}'")
+    links = {link.get("name") for link in root.iter("link")}
+    first_new = len(root)
+    for name, mount in (default_mounts(spec.name) if cameras is None else cameras).items():
+        if mount.parent not in links:
+            raise RobotModelError(f"camera '{name}': no link '{mount.parent}' in the {spec.name} URDF")
+        _add_camera(root, name, mount)
+    _indent(root, first_new)
     source = "calibrated" if wanted else "description defaults"
     root.insert(0, ET.Comment(f" joint limits: {source} (so_arm_description.robot_model.build_urdf) "))
     return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _fixed_joint(
+    root: ET.Element, name: str, parent: str, child: str, xyz: tuple[float, ...], rpy: tuple[float, ...]
+) -> None:
+    ET.SubElement(root, "link", name=child)
+    joint = ET.SubElement(root, "joint", name=name, type="fixed")
+    ET.SubElement(joint, "parent", link=parent)
+    ET.SubElement(joint, "child", link=child)
+    ET.SubElement(
+        joint, "origin", xyz=" ".join(map(repr, map(float, xyz))), rpy=" ".join(map(repr, map(float, rpy)))
+    )
+
+
+def _indent(root: ET.Element, first: int) -> None:
+    """Indent the top-level elements from index ``first`` on like the description files (two spaces)."""
+    if first >= len(root):
+        return
+    root[first - 1].tail = "\n\n  " if first else None
+    for element in root[first:]:
+        element.tail = "\n  "
+        if len(element):
+            element.text = "\n    "
+            for child in element:
+                child.tail = "\n    "
+            element[-1].tail = "\n  "
+    root[-1].tail = "\n"
+
+
+def _add_camera(root: ET.Element, name: str, mount: CameraMount) -> None:
+    """``<name>_camera_link`` on ``mount.parent`` and its ``<name>_camera_optical_frame`` (REP 103)."""
+    try:
+        link, optical = camera_link(name), optical_frame(name)
+    except ValueError as exc:
+        raise RobotModelError(str(exc)) from None
+    values = (*mount.xyz, *mount.rpy)
+    if len(values) != 6 or not all(math.isfinite(float(v)) for v in values):
+        raise RobotModelError(f"camera '{name}': pose {values} needs 6 finite numbers")
+    root.append(ET.Comment(f" {name} camera (so_arm_description.cameras) "))
+    _fixed_joint(root, f"{name}_camera_joint", mount.parent, link, mount.xyz, mount.rpy)
+    _fixed_joint(root, f"{name}_camera_optical_joint", link, optical, (0.0, 0.0, 0.0), OPTICAL_RPY)
 
 
 def _parse(urdf_text: str) -> ET.Element:
@@ -157,9 +224,14 @@ def limits_from_calibration(calibration: Mapping[str, Mapping[str, int]]) -> dic
     return limits
 
 
-def description_from_files(robot: str, calibration_file: str | Path | None = None) -> str:
-    """``build_urdf(robot, limits)`` with the limits of a lerobot calibration file (its SO-10x joints), or
-    the description's defaults without one (used by launch/description.launch.py and ``print_urdf``)."""
+def description_from_files(
+    robot: str,
+    calibration_file: str | Path | None = None,
+    cameras: Mapping[str, CameraMount] | None = None,
+) -> str:
+    """``build_urdf(robot, limits, cameras)`` with the limits of a lerobot calibration file (its SO-10x
+    joints), or the description's defaults without one (used by launch/description.launch.py and
+    ``print_urdf``)."""
     limits = None
     if calibration_file:
         path = Path(calibration_file).expanduser()
@@ -170,7 +242,7 @@ def description_from_files(robot: str, calibration_file: str | Path | None = Non
         if not isinstance(data, dict):
             raise RobotModelError(f"calibration file {path}: expected a JSON object keyed by motor name")
         limits = {k: v for k, v in limits_from_calibration(data).items() if k in JOINT_NAMES}
-    return build_urdf(robot, limits)
+    return build_urdf(robot, limits, cameras)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,10 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--robot", default="so101", help="so101 | so100 (default so101)")
     parser.add_argument("--calibration", type=Path, help="lerobot calibration JSON file of the arm")
+    parser.add_argument(
+        "--top-camera-pose",
+        default="",
+        help="overhead camera in base_link: 'x y z roll pitch yaw' (m, rad; default: the simulator's)",
+    )
+    parser.add_argument(
+        "--wrist-camera-pose",
+        default="",
+        help="wrist camera in gripper_link: 'x y z roll pitch yaw' (m, rad; default: the simulator's)",
+    )
     parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
     try:
-        text = description_from_files(args.robot, args.calibration)
+        cameras = mounts_with(args.robot, args.top_camera_pose, args.wrist_camera_pose)
+        text = description_from_files(args.robot, args.calibration, cameras)
     except (OSError, ValueError) as exc:  # RobotModelError and unknown robots are ValueErrors
         print(f"print_urdf: {exc}", file=sys.stderr)
         return 1

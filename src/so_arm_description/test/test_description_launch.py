@@ -9,6 +9,7 @@ import importlib.util
 import json
 import sys
 import types
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,14 @@ def _opaque(description: _Entity) -> _Entity:
 def test_arguments(launch_file: types.ModuleType) -> None:
     (entities,) = launch_file.generate_launch_description().args
     args = {e.args[0]: e.kwargs["default_value"] for e in entities if e.args}
-    assert args == {"robot": "so101", "calibration_file": "", "standalone": "false", "gui": "true"}
+    assert args == {
+        "robot": "so101",
+        "calibration_file": "",
+        "top_camera_pose": "",
+        "wrist_camera_pose": "",
+        "standalone": "false",
+        "gui": "true",
+    }
 
 
 def test_calibrated_description_for_robot_state_publisher(
@@ -74,7 +82,14 @@ def test_calibrated_description_for_robot_state_publisher(
     path = tmp_path / "follower.json"
     path.write_text(json.dumps(cal))
     function = _opaque(launch_file.generate_launch_description()).kwargs["function"]
-    context = {"robot": "so100", "calibration_file": str(path), "standalone": "false", "gui": "true"}
+    context = {
+        "robot": "so100",
+        "calibration_file": str(path),
+        "top_camera_pose": "",
+        "wrist_camera_pose": "",
+        "standalone": "false",
+        "gui": "true",
+    }
     (rsp,) = function(context)
     assert rsp.kwargs["package"] == "robot_state_publisher"
     urdf = rsp.kwargs["parameters"][0]["robot_description"]
@@ -86,3 +101,25 @@ def test_calibrated_description_for_robot_state_publisher(
     standalone = function({**context, "calibration_file": "", "standalone": "true"})
     assert [n.kwargs["package"] for n in standalone] == ["robot_state_publisher", "joint_state_publisher_gui"]
     assert standalone[0].kwargs["remappings"] == []
+
+
+def test_top_camera_pose_argument_reaches_robot_state_publisher(launch_file: types.ModuleType) -> None:
+    """A real arm's overhead camera is where the user mounted it: the launch argument moves its frame."""
+    function = _opaque(launch_file.generate_launch_description()).kwargs["function"]
+    context = {
+        "robot": "so101",
+        "calibration_file": "",
+        "top_camera_pose": "0.3, -0.1, 0.5, 0, 1.2, 0.1",
+        "wrist_camera_pose": "",
+        "standalone": "false",
+        "gui": "true",
+    }
+    (rsp,) = function(context)
+    root = ET.fromstring(rsp.kwargs["parameters"][0]["robot_description"])
+    joints = {j.get("name"): j for j in root.iter("joint")}
+    origin = joints["top_camera_joint"].find("origin")
+    assert [float(v) for v in origin.get("xyz").split()] == [0.3, -0.1, 0.5]
+    assert [float(v) for v in origin.get("rpy").split()] == [0.0, 1.2, 0.1]
+    assert joints["wrist_camera_joint"].find("parent").get("link") == "gripper_link"
+    with pytest.raises(ValueError, match="6 finite numbers"):
+        function({**context, "top_camera_pose": "0.3 0 0.5"})

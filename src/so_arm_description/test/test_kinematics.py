@@ -164,5 +164,6 @@ def test_so101_matches_the_published_model_over_the_workspace():
     q = _random_q("so101", 200, seed=3)
     ours = kinematics.forward_kinematics(q, "so101")
     published = np.array([_published_tcp(qi) for qi in q])
-    # the description drops the sub-millimetre lateral offsets of the CAD frames
-    assert np.abs(ours - published).max() < 5e-4
+    # the description keeps the wrist's net lateral offset (-0.18 mm, as the simulator's MJCF) but drops the
+    # TCP's sub-millimetre offsets in the gripper (0.22 mm lateral)
+    assert np.abs(ours - published).max() < 2.5e-4
