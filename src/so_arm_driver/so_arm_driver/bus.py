@@ -9,7 +9,13 @@ Design rules:
   every servo after it (the SDK reads the status packets one by one and stops at the first failure, see
   ENVIRONMENT.md §9 quirk 4); only values that arrived in *this* transaction are returned. The input buffer
   is cleared before every transaction (the SDK only flushes output), so a late reply to an earlier request
-  cannot be taken for the answer to the next one.
+  cannot be taken for the answer to the next one. A reply that arrives *after* that clear (later than the
+  timeout of its own request: a loaded host, a slow adapter) is recognised by its parameter count: a status
+  packet whose length is not the one this read asked for answers another request and is skipped (issue 19:
+  the 37.8 s jump of the graph soak was a late reply to the configuration read-back taken for the next
+  Present_Position read; its first two bytes, Return_Delay_Time 0 and Response_Status_Level 1, read as
+  position 256, and the recovery held there). A late reply of the same length to the same servo cannot be
+  told apart (the status packet carries no address).
 - **Bounded retries.** Each call tries at most ``1 + retries`` times and stops retrying once
   ``retry_budget_s`` seconds have been spent.
 - Byte order is handled here (little-endian, STS series), independent of the SDK's process-global "end"
@@ -36,6 +42,7 @@ ERR_WRONG_MODEL = -101
 ERR_NOT_READ = -102
 ERR_ENCODING = -103
 ERR_IO = -104
+ERR_OUT_OF_RANGE = -105
 
 _COMM_TEXT = {
     scs.COMM_SUCCESS: "success",
@@ -52,7 +59,11 @@ _COMM_TEXT = {
     ERR_NOT_READ: "not read: the group transaction stopped at an earlier servo",
     ERR_ENCODING: "value cannot be encoded",
     ERR_IO: "serial I/O error (device unplugged?)",
+    ERR_OUT_OF_RANGE: "position outside the calibrated range",
 }
+
+#: Status packet layout (the SDK's protocol_packet_handler constants).
+_PKT_ID, _PKT_LENGTH, _PKT_ERROR, _PKT_PARAMETER0 = 2, 3, 4, 5
 
 #: Status-packet error bits (servo hardware alarms).
 HARDWARE_ERROR_BITS = {1: "voltage", 2: "angle sensor", 4: "overheat", 8: "overcurrent", 32: "overload"}
@@ -171,6 +182,7 @@ class FeetechBus:
         self._groups: dict[tuple[int, int, tuple[int, ...]], scs.GroupSyncRead] = {}
         self.transactions = 0
         self.failed_transactions = 0
+        self.stale_packets = 0  # status packets skipped: replies to another request (late) or another servo
         self.last_io_error = ""
 
     # -- connection --------------------------------------------------------------------------------
@@ -235,6 +247,21 @@ class FeetechBus:
             if attempts > self.retries or time.monotonic() - start > self.retry_budget_s:
                 return value, code, attempts
 
+    def _receive(self, motor_id: int, length: int) -> tuple[list[int], int, int]:
+        """The status packet of ``motor_id`` with ``length`` parameter bytes: (data, result, hardware error).
+
+        Like the SDK's ``readRx``, which skips packets of other servos, but it also skips a packet of this
+        servo with another parameter count (the SDK truncates it to ``length`` and returns it): that is a
+        late reply to an earlier request, e.g. the configuration read-back (starting at Return_Delay_Time)
+        taken for Present_Position. Stops at the request's timeout like the SDK."""
+        while True:
+            packet, result = self._ph.rxPacket(self._port)  # type: ignore[union-attr]
+            if result != scs.COMM_SUCCESS:
+                return [], result, 0
+            if packet[_PKT_ID] == motor_id and packet[_PKT_LENGTH] == length + 2:
+                return list(packet[_PKT_PARAMETER0 : _PKT_PARAMETER0 + length]), result, packet[_PKT_ERROR]
+            self.stale_packets += 1
+
     # -- single-servo transactions -----------------------------------------------------------------
     def ping(self, motor_id: int) -> tuple[int | None, BusError | None]:
         """Ping a servo and read its model number. Returns (model_number, None) or (None, error)."""
@@ -278,7 +305,10 @@ class FeetechBus:
 
             def attempt() -> tuple[int | None, int]:
                 self._begin()
-                data, result, _ = self._ph.readTxRx(self._port, motor_id, reg.address, reg.size)  # type: ignore[union-attr]
+                result = self._ph.readTx(self._port, motor_id, reg.address, reg.size)  # type: ignore[union-attr]
+                data: list[int] = []
+                if result == scs.COMM_SUCCESS:
+                    data, result, _ = self._receive(motor_id, reg.size)
                 if result == scs.COMM_SUCCESS and len(data) < reg.size:
                     result = scs.COMM_RX_CORRUPT
                 return (reg.from_bytes(data[: reg.size]) if result == scs.COMM_SUCCESS else None), result
@@ -341,7 +371,7 @@ class FeetechBus:
                 else:
                     for k, motor_id in enumerate(ids):
                         try:
-                            data, result, hw_err = self._ph.readRx(self._port, motor_id, length)  # type: ignore[union-attr]
+                            data, result, hw_err = self._receive(motor_id, length)
                         except IO_ERRORS as exc:
                             self.last_io_error = str(exc)
                             data, result, hw_err = [], ERR_IO, 0

@@ -26,7 +26,10 @@ Reliability (issue 19):
 - **No motion at connect.** Torque on (at connect and through :meth:`ArmDriver.set_torque`) holds the
   present pose. A joint outside its calibrated range by more than ``max_step`` would run to the limit at full
   servo speed (the servo clamps its goal to its own limits): torque is refused and the joints are named
-  (within ``max_step``, the clamp is one capped step and allowed).
+  (within ``max_step``, the clamp is one capped step and allowed). The same holds for the holds after a
+  failure (recovery from ERROR, restored configuration): a reading outside the range by more than
+  ``max_step`` is not held (a hold writes the clamped pose, the limit, at once): the cycle fails, nothing is
+  written, the servos keep their goals (issue 19: the 37.8 s jump of the graph soak held a bad reading).
 - **Truthful exit.** :meth:`ArmDriver.close` reports a torque off it could not do, also when the port is
   gone.
 """
@@ -527,8 +530,16 @@ class ArmDriver:
                         self.write_errors += 1
                         self._fail(sample, "restore")
                         return CycleResult(None, False, errors=list(sample), duration=time.monotonic() - t0)
+                    if (bad := self._hold_refused(sample)) is not None:
+                        self.read_errors += 1
+                        self._fail([bad], "hold after restore")
+                        return CycleResult(sample, False, errors=[bad], duration=time.monotonic() - t0)
                     self._reset_goals(sample.position)
             self.last_sample = sample
+            if self.state == DriverState.ERROR and (bad := self._hold_refused(sample)) is not None:
+                self.read_errors += 1
+                self._fail([bad], "recovery")
+                return CycleResult(sample, False, errors=[bad], duration=time.monotonic() - t0)
             if self.state == DriverState.ERROR:
                 self.recoveries += 1
                 self.state = DriverState.OK
@@ -578,6 +589,22 @@ class ArmDriver:
                     f"{name} at {q:.3f} rad is {excess:.3f} rad outside its range [{lo:.3f}, {hi:.3f}]"
                 )
         return "; ".join(far)
+
+    def _hold_refused(self, sample: JointSample) -> busmod.BusError | None:
+        """With torque on, a hold at ``sample`` writes its pose clamped to the limits at once: a joint outside
+        its range by more than ``max_step`` would run to the limit at full speed. Such a reading (a bad read,
+        or the arm forced) is not held: the error to fail the cycle with, or None."""
+        if not self.torque_enabled:
+            return None
+        far = self.out_of_range(sample.position)
+        if not far:
+            return None
+        return busmod.BusError(
+            None,
+            "Present_Position",
+            busmod.ERR_OUT_OF_RANGE,
+            f"not holding a reading outside the range: {far}",
+        )
 
     def _enable_torque(self) -> tuple[bool, str]:
         sample = self._read_sample()

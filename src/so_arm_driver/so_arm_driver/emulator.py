@@ -18,7 +18,9 @@ of a pty (both ends raw). One thread ``select()``s on the master end, parses ins
   the device and the ``link`` vanish; :meth:`Emulator.replug` opens a new pty behind the same ``link``, the
   servos kept their state: only USB was lost) and brown-out (:meth:`Emulator.brownout`: every servo silent
   for a while, then back as after power-up: torque off, RAM registers at their defaults, goal = present
-  position; with ``lose_eeprom`` also the EEPROM configuration back to factory values).
+  position; with ``lose_eeprom`` also the EEPROM configuration back to factory values), and late replies
+  (:meth:`Emulator.hold_replies`: a reply held back and sent just before the answer to the next request, as
+  when it comes later than the host's timeout and after its next request went out).
 
 Use it in-process (``Emulator(...).start()`` returns the port path; call ``sys.setswitchinterval(0.0005)``
 in tests, see ENVIRONMENT.md §9 quirk 3) or as a process: ``so_arm_emulator --port-file /tmp/port``.
@@ -231,6 +233,9 @@ class Emulator:
         self.garble_probability = 0.0
         self._garble_count = 0
         self._silent_until = 0.0  # brown-out: no servo answers before this time.monotonic()
+        self._hold_count = 0  # late replies: replies of this many answered requests are held back ...
+        self._hold_after = 0  # ... after this many more answered ones
+        self._held = b""  # held-back replies, sent before the next answer
         self._master: int | None = None
         self._slave: int | None = None
         self._port: str | None = None
@@ -251,6 +256,7 @@ class Emulator:
             "sync_writes": 0,
             "unplugs": 0,
             "brownouts": 0,
+            "held": 0,
         }
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -327,6 +333,14 @@ class Emulator:
                 servo.mem[:] = fresh.mem
                 servo.velocity = 0.0
                 servo.reg_write = None
+
+    def hold_replies(self, count: int = 1, after: int = 0) -> None:
+        """Late replies: the replies to ``count`` requests (after the next ``after`` answered ones) are held
+        back and sent just before the replies to the next answered request, as when a reply comes later than
+        the host's timeout and after its next request went out (a loaded host, a slow USB adapter): the
+        host's input flush before that request cannot catch them."""
+        with self._lock:
+            self._hold_count, self._hold_after = int(count), int(after)
 
     def garble_replies(self, count: int = 0, probability: float | None = None) -> None:
         """Corrupt one byte of the next ``count`` status packets (and/or each with ``probability``)."""
@@ -509,14 +523,24 @@ class Emulator:
                         self.stats["dropped"] += 1
                         continue
                     replies.append(self._maybe_garble(reply))
-        if not replies:
+            late = b""
+            if replies:
+                late, self._held = self._held, b""  # late replies of earlier requests arrive first
+                if self._hold_count > 0 and self._hold_after > 0:
+                    self._hold_after -= 1
+                elif self._hold_count > 0:
+                    self._hold_count -= 1
+                    self._held = b"".join(replies)
+                    self.stats["held"] += len(replies)
+                    replies = []
+        if not replies and not late:
             return
         delay = self.latency_s
         if self.baudrate:
             delay += (request_len + sum(len(r) for r in replies)) * 10.0 / self.baudrate
         if delay > 0:
             time.sleep(delay)
-        data = b"".join(replies)
+        data = late + b"".join(replies)
         try:
             os.write(self._master, data)  # type: ignore[arg-type]
             self.stats["replies"] += len(replies)

@@ -201,3 +201,24 @@ def test_sync_write_on_a_vanished_port_raised_termios_error():
     finally:
         b.close()
         os.close(slave)
+
+
+def test_late_configuration_reply_taken_for_present_position(emu):
+    """Regression (issue 19, the six-servo jump at 37.8 s of the graph soak): a reply to the configuration
+    read-back that came after its timeout, and after the next request went out (so the input flush before that
+    request could not catch it), was taken for the Present_Position reply: the SDK's readRx accepts any packet
+    of the right id and truncates it, so Return_Delay_Time and Response_Status_Level (250, 1) read as position
+    506. A packet with another parameter count answers another request and must be skipped."""
+    config = ["Return_Delay_Time", "Min_Position_Limit", "Max_Position_Limit", "Torque_Enable", "Lock"]
+    with FeetechBus(emu.port, retries=0, latency_timer_ms=10.0) as b:
+        emu.hold_replies(count=1)  # the read-back's replies come late: with the next request's
+        assert not b.sync_read(config, [1, 2, 3]).ok  # timed out
+        res = b.sync_read(["Present_Position", "Present_Velocity", "Present_Load"], [1, 2, 3])
+        assert emu.stats["held"] == 3
+        assert res.ok, res.errors
+        assert {i: v["Present_Position"] for i, v in res.values.items()} == {1: 1000, 2: 3000, 3: 2048}
+        assert b.stale_packets == 3
+        # a single-register read skips a late reply of another length too
+        emu.hold_replies(count=1)
+        assert b.read(2, "Homing_Offset")[0] is None  # 2 bytes, late
+        assert b.read(2, "Lock") == (1, None)  # 1 byte: the late 2-byte packet is skipped

@@ -240,6 +240,77 @@ def test_garbled_and_dropped_replies_never_move_the_arm_beyond_the_step_cap(cal)
         d.close()
 
 
+def jumps(log: list[tuple[float, int, int, int]], cap_ticks: float) -> list[tuple[int, int, int]]:
+    """The goal writes (servo id, goal, present) that are farther than ``cap_ticks`` both from the servo's
+    previous goal and from where it was: the fault soak's definition of a jump."""
+    last: dict[int, int] = {}
+    out = []
+    for _, i, goal, present in log:
+        if i in last and abs(goal - last[i]) > cap_ticks and abs(goal - present) > cap_ticks:
+            out.append((i, goal, present))
+        last[i] = goal
+    return out
+
+
+def test_late_configuration_reply_held_as_the_pose_jumped_to_the_limits(cal):
+    """Regression (issue 19, the unexplained six-servo jump at 37.8 s of the 15-minute graph soak: changes of
+    0.8 .. 2.45 rad from -0.297 rad to every joint's lower limit, and to -2.749 rad = raw 256 for the wrist
+    roll, whose range is the full turn). The recovery cycle's configuration read-back timed out; its reply
+    came late, after the next cycle's input flush, and the SDK took it for that cycle's Present_Position
+    reply (its first bytes, Return_Delay_Time 0 and Response_Status_Level 1, read as position 256). The
+    recovery then held that pose: a hold writes the clamped pose at once, without the step cap."""
+    with Emulator(positions=middle_positions(cal), speed=20000.0) as emu:
+        bus = FeetechBus(emu.port, retries=0, latency_timer_ms=30.0)  # the late read-back fails at once
+        d = ArmDriver(bus, cal, DriverConfig(max_step=0.05, max_consecutive_errors=3, verify_period=0.0))
+        d.connect()
+        emu.goal_present_log = []
+        d.set_target(JOINT_NAMES, [-0.3, -0.3, -0.3, -0.3, -0.3, -0.3])
+        cycle_until(d, lambda r: r.wrote and not r.limited)
+        emu.drop_replies(count=3 * 6)  # three failed reads (six status packets each): ERROR
+        cycle_until(d, lambda r: d.state == DriverState.ERROR, n=20)
+        emu.hold_replies(count=1, after=1)  # the recovery's read-back (after its position read) comes late
+        for _ in range(10):
+            d.cycle()
+        assert emu.stats["held"] == 6
+        cycle_until(d, lambda r: r.wrote)
+        assert d.state == DriverState.OK and d.recoveries == 1
+        assert eventually(lambda: emu.stats["sync_writes"] >= len(emu.goal_present_log) // 6)
+        with emu.locked():
+            log = list(emu.goal_present_log)
+        assert jumps(log, 0.05 / calib.RAD_PER_TICK + 1) == []
+        # held where the arm is: within a tick of the middle - 0.3 rad on every joint
+        assert max(abs(g + 0.3) for g in d.follower.goal) < 2 * calib.RAD_PER_TICK
+        assert bus.stale_packets == 6  # the late replies were recognised and skipped
+        d.close()
+
+
+def test_recovery_hold_with_a_joint_outside_its_range_wrote_the_limit(cal):
+    """Regression (issue 19): the recovery from ERROR held the reading, clamped to the limits, at once; a
+    joint read outside its range (forced, or a bad reading the bus cannot recognise) ran to the limit at full
+    speed. Such a reading is not held: the cycle fails, nothing is written, the servos keep their goals; the
+    driver recovers once the reading is back in range."""
+    elbow = cal["elbow_flex"]
+    with Emulator(positions=middle_positions(cal), speed=1.0) as emu:  # the forced joint stays out
+        emu.goal_present_log = []
+        d = make(emu.port, cal, max_consecutive_errors=3, verify_period=0.0)
+        d.connect()
+        cycle_until(d, lambda r: r.wrote)
+        emu.drop_replies(count=3 * 4 * 6)  # three failed cycles of four attempts (six packets each): ERROR
+        cycle_until(d, lambda r: d.state == DriverState.ERROR, n=20)
+        emu.set_present(elbow.id, elbow.range_max + 300)  # 0.46 rad beyond the upper limit
+        for _ in range(10):
+            res = d.cycle()
+            assert not res.wrote
+        assert d.state == DriverState.ERROR and "elbow_flex" in d.status()[1]
+        with emu.locked():
+            log = list(emu.goal_present_log)
+        assert jumps(log, 0.05 / calib.RAD_PER_TICK + 1) == []
+        emu.set_present(elbow.id, elbow.range_max - 10)
+        cycle_until(d, lambda r: r.wrote)
+        assert d.state == DriverState.OK
+        d.close()
+
+
 # -- defect 3 ------------------------------------------------------------------------------------------
 def test_no_motion_at_connect_with_a_joint_outside_its_range(cal):
     pos = middle_positions(cal)
