@@ -5,7 +5,8 @@ so it can be replayed into the graph (``replay`` backend, rviz) or viewed in ROS
 
 * ``/joint_states`` sensor_msgs/JointState (``observation.state``, radians), one per frame;
 * ``/joint_commands`` trajectory_msgs/JointTrajectory, one point = the frame's ``action`` (radians);
-* ``/cameras/<cam>/image_raw`` sensor_msgs/Image rgb8 (decoded video frames) + ``camera_info`` (size only);
+* ``/cameras/<cam>/image_raw`` sensor_msgs/Image rgb8 (decoded video frames) + ``camera_info`` (size only),
+  frame_id ``<cam>_camera_optical_frame`` (so_arm_description.cameras: the frame in the URDF);
 * ``/robot_description`` std_msgs/String (URDF with the limits used for the gripper's 0..100 %);
 * ``/smolvla/episode`` std_msgs/String JSON start/end events, and ``metadata.yaml`` custom_data
   (``smolvla.task``, ``smolvla.episode_index``, ``smolvla.start_ns``, ``smolvla.end_ns``, ``smolvla.robot``)
@@ -31,6 +32,7 @@ import numpy as np
 
 from smolvla_train import lerobot_format as lf
 from smolvla_train.lerobot_dataset import DatasetReader, joint_names
+from so_arm_description.cameras import optical_frame
 
 NS = 1_000_000_000
 #: Default stamp of frame 0 of the first episode (2023-11-14T22:13:20Z); episodes follow 1 s apart.
@@ -119,6 +121,10 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = episodes if episodes is not None else reader.episode_indices()
     cams = [lf.camera_of(k) for k in reader.video_keys]
+    try:  # the frame of the camera in the URDF (so_arm_description.cameras), as sim_node and camera_node
+        frame_ids = {c: optical_frame(c) for c in cams}
+    except ValueError as exc:
+        raise ExportError(f"dataset camera names must be ROS name parts: {exc}") from None
     written = []
     t_ep = start_ns
     for e in tqdm(todo, desc="episodes", unit="ep", disable=not progress):
@@ -206,7 +212,7 @@ def export(
                     h, w = img.shape[:2]
                     mt = "sensor_msgs/msg/Image"
                     msg = T[mt](
-                        header=header(t, f"{c}_camera"),
+                        header=header(t, frame_ids[c]),
                         height=h,
                         width=w,
                         encoding="rgb8",
@@ -221,7 +227,7 @@ def export(
                             c_info[c],
                             t,
                             T[ci](
-                                header=header(t, f"{c}_camera"),
+                                header=header(t, frame_ids[c]),
                                 height=h,
                                 width=w,
                                 distortion_model="",

@@ -176,7 +176,7 @@ def write_sim_bag(
                 if marker:
                     img[:12, :12] = (53 * len(pub.image_t.get(cam, []))) % 256
                 stamp = t + exposure.get(cam, 0)
-                msg = _image_message(T, header(stamp, f"{cam}_camera"), img, image_format)
+                msg = _image_message(T, header(stamp, f"{cam}_camera_optical_frame"), img, image_format)
                 if image_format == "mono8":
                     img = np.repeat(np.asarray(msg.data).reshape(height, width, 1), 3, axis=2)
                 emit(stamp + 5_000_000, f"/cameras/{cam}/image_raw{suffix}", msg)

@@ -39,6 +39,7 @@ from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterError, ParameterTable
 from smolvla_sim.sim import CAMERAS, ArmSim, SimConfig
 from smolvla_sim.tasks import TASKS
+from so_arm_description.cameras import optical_frame
 from so_arm_description.command_following import CommandFollower, command_from_message
 from so_arm_description.robot_model import build_urdf
 
@@ -324,7 +325,7 @@ class SimNode(Node):
     def _publish_images(self, stamp: Time) -> None:
         w, h = self.cfg.image_width, self.cfg.image_height
         for cam in self.cfg.cameras:
-            frame = f"{cam}_camera_optical_frame"  # as camera_node: the same frames in sim and real
+            frame = optical_frame(cam)  # as camera_node: the same frames in sim and real, in the URDF
             img = numpy_to_image(self.sim.render(cam), "rgb8", Image())
             img.header.stamp, img.header.frame_id = stamp, frame
             k = self.sim.camera_intrinsics(cam)

@@ -21,6 +21,7 @@ from smolvla_common.image_conversion import numpy_to_image
 from smolvla_common.node_main import run_node
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterTable
+from so_arm_description.cameras import optical_frame
 from so_arm_driver.camera import (
     CameraConfig,
     CameraIntrinsics,
@@ -172,7 +173,7 @@ class CameraNode(Node):
         p = dict(self.params.values)
 
         self.camera_name: str = p["name"]
-        self.frame_id: str = p["frame_id"] or f"{self.camera_name}_camera_optical_frame"
+        self.frame_id: str = p["frame_id"] or optical_frame(self.camera_name)  # the URDF's camera frame
         self._fov: float = p["horizontal_fov"]
         self._calibration: CameraIntrinsics | None = None
         self._calibration_error = ""
