@@ -263,7 +263,7 @@ def main() -> int:
     table = markdown_table(headers, rows)
     print(table)
     latency_ms = 1000.0 * args.latency_ticks / args.fps
-    body = f"""## Real-time chunking: seam discontinuity (`benchmarks/rtc_seams.py`)
+    body = f"""## Real-time chunking: seam discontinuity, subject `{args.subject}` (`benchmarks/rtc_seams.py`)
 
 {machine_line()}; {elapsed:.0f} s.
 
