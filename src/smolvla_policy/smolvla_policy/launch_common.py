@@ -332,21 +332,28 @@ def viewer(extra: dict[str, Any] | None = None) -> list[Any]:
 
 def _robot_state_publisher(context: Any) -> list[Any]:
     """OpaqueFunction body: with ``rviz:=true``, robot_state_publisher for the TF frames of the robot model
-    (the URDF of the ``robot`` argument; the driver's or simulator's calibrated copy stays the one on
-    /robot_description: this one is remapped to robot_state_publisher/robot_description)."""
+    (the URDF of the ``robot`` argument with the cameras' frames, the overhead camera at ``top_camera_pose``;
+    the driver's or simulator's calibrated copy stays the one on /robot_description: this one is remapped
+    to robot_state_publisher/robot_description)."""
     from launch.substitutions import LaunchConfiguration
 
     if LaunchConfiguration("rviz").perform(context).strip().lower() not in ("true", "1"):
         return []
+    from so_arm_description.cameras import mounts_with
     from so_arm_description.robot_model import build_urdf
 
     robot = LaunchConfiguration("robot").perform(context)
+    cameras = mounts_with(
+        robot,
+        LaunchConfiguration("top_camera_pose").perform(context),
+        LaunchConfiguration("wrist_camera_pose").perform(context),
+    )
     return [
         node(
             "robot_state_publisher",
             "robot_state_publisher",
             "robot_state_publisher",
-            [{"robot_description": build_urdf(robot)}],
+            [{"robot_description": build_urdf(robot, None, cameras)}],
             arguments=["--ros-args", "-r", "robot_description:=robot_state_publisher/robot_description"],
             required=False,
         )
@@ -355,8 +362,9 @@ def _robot_state_publisher(context: Any) -> list[Any]:
 
 def rviz() -> list[Any]:
     """The ``rviz`` argument and an rviz2 node (off by default) showing the robot model (TF from
-    robot_state_publisher, started with it), the predicted gripper path of each chunk and the cameras
-    (config/smolvla.rviz). Not required: closing rviz2 leaves the rest running."""
+    robot_state_publisher, started with it, camera frames included: ``top_camera_pose`` /
+    ``wrist_camera_pose`` place the cameras of a real setup), the predicted gripper path of each chunk and the
+    cameras (config/smolvla.rviz). Not required: closing rviz2 leaves the rest running."""
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration
@@ -364,6 +372,16 @@ def rviz() -> list[Any]:
     return [
         DeclareLaunchArgument(
             "rviz", default_value="false", description="start rviz2 with config/smolvla.rviz (true | false)"
+        ),
+        DeclareLaunchArgument(
+            "top_camera_pose",
+            default_value="",
+            description="rviz: overhead camera in base_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
+        ),
+        DeclareLaunchArgument(
+            "wrist_camera_pose",
+            default_value="",
+            description="rviz: wrist camera in gripper_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
         ),
         node(
             "rviz2",

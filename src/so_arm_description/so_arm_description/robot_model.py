@@ -26,6 +26,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from so_arm_description.cameras import (
     OPTICAL_RPY,
     CameraMount,
@@ -35,6 +37,7 @@ from so_arm_description.cameras import (
     optical_frame,
 )
 from so_arm_description.joints import JOINT_NAMES
+from so_arm_description.kinematics import axis_angle_matrices, rpy_matrix
 from so_arm_description.robot_spec import get_robot_spec
 
 #: STS3215 encoder steps per turn, and lerobot's divisor for degrees (``resolution - 1``).
@@ -192,6 +195,53 @@ def limits_from_urdf(urdf_text: str) -> dict[str, tuple[float, float]]:
         except ValueError as exc:
             raise RobotModelError(f"joint '{name}': limit is not a number ({exc})") from exc
     return check_limits(limits)
+
+
+def urdf_frames(urdf_text: str, positions: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Pose (4x4) of every link in the URDF's root link, as robot_state_publisher computes the TF tree:
+    fixed joints from their ``<origin>``, revolute/continuous joints turned about ``<axis>`` and prismatic
+    ones moved along it by ``positions[name]`` (0 when missing). For pip installs, where
+    robot_state_publisher and tf2 are not available, and to read the camera frames of a
+    ``/robot_description``."""
+    root = _parse(urdf_text)
+    positions = positions or {}
+    children = {j.find("child").get("link") for j in root.iter("joint") if j.find("child") is not None}
+    roots = [link.get("name") for link in root.iter("link") if link.get("name") not in children]
+    if len(roots) != 1:
+        raise RobotModelError(f"robot description needs one root link, has {roots}")
+    poses: dict[str, np.ndarray] = {roots[0]: np.eye(4)}
+    pending = list(root.iter("joint"))
+    while pending:
+        ready = [j for j in pending if j.find("parent") is not None and j.find("parent").get("link") in poses]
+        if not ready:
+            raise RobotModelError(f"joint '{pending[0].get('name')}' is not connected to '{roots[0]}'")
+        for joint in ready:
+            pending.remove(joint)
+            origin = joint.find("origin")
+            try:
+                xyz = [
+                    float(v) for v in (origin.get("xyz", "0 0 0") if origin is not None else "0 0 0").split()
+                ]
+                rpy = [
+                    float(v) for v in (origin.get("rpy", "0 0 0") if origin is not None else "0 0 0").split()
+                ]
+                axis_el = joint.find("axis")
+                axis = np.array(
+                    [float(v) for v in (axis_el.get("xyz") if axis_el is not None else "1 0 0").split()]
+                )
+            except ValueError as exc:
+                raise RobotModelError(f"joint '{joint.get('name')}': {exc}") from exc
+            pose = np.eye(4)
+            pose[:3, :3] = rpy_matrix(rpy)
+            pose[:3, 3] = xyz
+            value = float(positions.get(joint.get("name") or "", 0.0))
+            motion = np.eye(4)
+            if joint.get("type") in ("revolute", "continuous"):
+                motion[:3, :3] = axis_angle_matrices(axis, np.array([value]))[0]
+            elif joint.get("type") == "prismatic":
+                motion[:3, 3] = axis / np.linalg.norm(axis) * value
+            poses[joint.find("child").get("link")] = poses[joint.find("parent").get("link")] @ pose @ motion
+    return poses
 
 
 def robot_from_urdf(urdf_text: str, default: str | None = None) -> str:

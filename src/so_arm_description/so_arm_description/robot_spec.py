@@ -85,10 +85,18 @@ class RobotSpec:
 
 ROBOTS: dict[str, RobotSpec] = {
     "so101": RobotSpec(
-        name="so101", limits=SO101_LIMITS, urdf="so101.urdf", tcp_at_zero=(0.3914, -0.0002, 0.2265), mass=0.632
+        name="so101",
+        limits=SO101_LIMITS,
+        urdf="so101.urdf",
+        tcp_at_zero=(0.3914, -0.0002, 0.2265),
+        mass=0.632,
     ),
     "so100": RobotSpec(
-        name="so100", limits=SO100_LIMITS, urdf="so100.urdf", tcp_at_zero=(0.3969, -0.0002, 0.2289), mass=0.728
+        name="so100",
+        limits=SO100_LIMITS,
+        urdf="so100.urdf",
+        tcp_at_zero=(0.3969, -0.0002, 0.2289),
+        mass=0.728,
     ),
 }
 

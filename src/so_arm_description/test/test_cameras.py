@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from so_arm_description import cameras
+from so_arm_description import cameras, robot_model
 from so_arm_description.robot_model import RobotModelError, build_urdf, limits_from_urdf, main
 from so_arm_description.robot_spec import JOINT_NAMES, ROBOTS, get_robot_spec
 
@@ -112,6 +112,18 @@ def test_build_urdf_camera_frames_equal_camera_frames(robot: str) -> None:
         assert set(expected) <= set(from_urdf)
         for frame, pose in expected.items():
             np.testing.assert_allclose(from_urdf[frame], pose, atol=1e-12, err_msg=frame)
+        # the suite's own URDF walker (robot_model.urdf_frames, for pip installs without tf2) agrees
+        ours = robot_model.urdf_frames(text, dict(zip(JOINT_NAMES, q)))
+        assert set(ours) == set(from_urdf)
+        for link, pose in from_urdf.items():
+            np.testing.assert_allclose(ours[link], pose, atol=1e-12, err_msg=link)
+
+
+def test_urdf_frames_errors() -> None:
+    with pytest.raises(RobotModelError, match="one root link"):
+        robot_model.urdf_frames('<robot name="x"><link name="a"/><link name="b"/></robot>')
+    with pytest.raises(RobotModelError, match="root element"):
+        robot_model.urdf_frames("<nope/>")
 
 
 def test_build_urdf_camera_options() -> None:
