@@ -11,6 +11,10 @@ Run:  ``source scripts/env.sh && unshare -n python benchmarks/soak.py --minutes 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -24,6 +28,7 @@ import fault_soak  # noqa: E402
 from _report import REPO_ROOT, machine_line, markdown_table, write_section  # noqa: E402
 
 RELIABILITY_MD = REPO_ROOT / "docs" / "reliability.md"
+FIGURE = REPO_ROOT / "docs" / "images" / "soak_memory.png"
 BEGIN, END = "<!-- BEGIN soak results -->", "<!-- END soak results -->"
 
 
@@ -45,7 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip", action="append", default=[], metavar="FAULT", help="leave this fault out (repeatable)"
     )
-    p.add_argument("--no-write", action="store_true", help="print only, write no docs")
+    p.add_argument("--rss-period", type=float, default=2.0, help="s between two RSS samples (default 2)")
+    p.add_argument(
+        "--figure",
+        default=str(FIGURE),
+        help="memory figure (PNG; its samples go next to it as .csv); default docs/images/soak_memory.png",
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        help="keep the node logs and the result (result.json: faults, over-cap goals, diagnostics, RSS) here",
+    )
+    p.add_argument("--no-write", action="store_true", help="print only, write no docs and no figure")
     return p
 
 
@@ -89,6 +105,20 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
     recov = [f.recovery_s for f in result.faults if f.recovery_s is not None]
     if recov:
         totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
+    anon = {f.name: f for f in fault_soak.memory_fits(result, "anon")}
+    shm = {f.name: f for f in fault_soak.memory_fits(result, "shmem")}
+    mem_rows = [
+        (
+            f.name,
+            f"{(f.end_s - f.start_s) / 60:.1f} min, {f.samples}",
+            f"{anon[f.name].first_mb:.1f} -> {anon[f.name].last_mb:.1f}",
+            f"{anon[f.name].slope_kb_min:+.1f} ± {anon[f.name].slope_se_kb_min:.1f}",
+            f"{f.first_mb:.1f} -> {f.last_mb:.1f}",
+            f"{f.slope_kb_min:+.1f} ± {f.slope_se_kb_min:.1f}",
+            f"{shm[f.name].last_mb:.1f}",
+        )
+        for f in fault_soak.memory_fits(result, "rss")
+    ]
     body = [
         f"Run: `benchmarks/soak.py --minutes {args.minutes:g} --period {args.period:g} "
         f"--fault-duration {args.fault_duration:g}{' --graph' if args.graph else ''}"
@@ -105,8 +135,85 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
         markdown_table(["fault", "injected", "recovered", "median recovery s", "max recovery s"], rows),
         "",
         markdown_table(["measure", "value"], totals),
+        "",
+        f"Memory, sampled every {args.rss_period:g} s (the longest-lived instance of each process; slope: "
+        "least-squares line over the second half of its life ± standard error). RssAnon is the private heap "
+        "(what a leak grows); VmRSS also counts the DDS shared-memory segments (RssShmem, the same pages in "
+        "every node) and mapped files:",
+        "",
+        markdown_table(
+            [
+                "process",
+                "life, samples",
+                "RssAnon MB first -> last",
+                "RssAnon slope kB/min",
+                "VmRSS MB first -> last",
+                "VmRSS slope kB/min",
+                "RssShmem MB (last)",
+            ],
+            mem_rows,
+        ),
     ]
     return "\n".join(body)
+
+
+def write_figure(result: fault_soak.SoakResult, path: Path) -> None:
+    """RssAnon and VmRSS of every process over the soak, each fitted over the second half; samples as CSV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    panels = [
+        (axes[0], "anon", result.rss_anon, "RssAnon (private heap) [MB]"),
+        (axes[1], "rss", result.rss, "VmRSS (incl. DDS shared memory) [MB]"),
+    ]
+    for ax, kind, series, ylabel in panels:
+        fits = {f.name: f for f in fault_soak.memory_fits(result, kind)}
+        for k, (name, samples) in enumerate(sorted(series.items())):
+            color = f"C{k}"
+            f = fits[name]
+            ax.plot(
+                [x[0] / 60 for x in samples],
+                [x[1] for x in samples],
+                ".",
+                ms=2,
+                color=color,
+                label=f"{name}: {f.slope_kb_min:+.1f} kB/min",
+            )
+            y1 = f.intercept_mb + f.slope_kb_min / 1024.0 * (f.end_s - f.fit_from_s) / 60.0
+            ax.plot([f.fit_from_s / 60, f.end_s / 60], [f.intercept_mb, y1], "-", lw=1.5, color="k")
+        for rec in result.faults:
+            ax.axvline(rec.start / 60, color="0.88", lw=0.6, zorder=0)
+        ax.set_xlabel("soak time [min] (grey: faults injected)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best", title="slope over the 2nd half (black line)", title_fontsize=7)
+    fig.suptitle("Fault-injected soak (benchmarks/soak.py): memory of every process")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    csv_tmp = path.with_suffix(".csv.tmp")
+    with csv_tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["process", "instance", "t_s", "vmrss_mb", "rss_anon_mb", "rss_shmem_mb"])
+        for name, samples in sorted(result.rss.items()):
+            for (t, mb, k), (_, anon, _), (_, shm, _) in zip(
+                samples, result.rss_anon[name], result.rss_shmem[name]
+            ):
+                w.writerow([name, k, f"{t:.2f}", f"{mb:.3f}", f"{anon:.3f}", f"{shm:.3f}"])
+    csv_tmp.replace(path.with_suffix(".csv"))
+
+
+def write_record(result: fault_soak.SoakResult, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "result.json.tmp"
+    tmp.write_text(json.dumps(dataclasses.asdict(result), default=str))
+    tmp.replace(directory / "result.json")
 
 
 def write_reliability(text: str) -> None:
@@ -124,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.minutes <= 0 or args.period <= args.fault_duration or args.fault_duration <= 0:
         raise SystemExit("--minutes and --fault-duration must be > 0 and --period > --fault-duration")
+    if not args.rss_period > 0:
+        raise SystemExit("--rss-period must be > 0")
     from tqdm import tqdm
 
     total = args.minutes * 60.0
@@ -136,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix_str(f"fault {name}")
 
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="soak-") as work:
+    with contextlib.ExitStack() as stack:
+        work = args.record or stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-"))
         result = fault_soak.run_soak(
             work,
             duration_s=total,
@@ -153,13 +263,17 @@ def main(argv: list[str] | None = None) -> int:
             ],
             graph=args.graph,
             stall_s=args.stall,
+            rss_period_s=args.rss_period,
         )
+        if args.record:
+            write_record(result, Path(args.record))
     bar.close()
     text = report(result, args, time.monotonic() - t0)
     print(text)
     for log in result.crash_logs:
         print("--- crash log ---\n" + log)
     if not args.no_write:
+        write_figure(result, Path(args.figure))
         write_reliability(text)
         write_section(
             "soak",

@@ -19,7 +19,9 @@ Counted: driver crashes (exits nobody asked for), commands whose change per writ
 every Goal_Position sync write the emulator applied), ticks held (the driver not "following commands" at a
 command tick), per fault whether and how fast the driver recovered (diagnostics OK "following commands",
 torque on, and goals reaching the servos again after the fault cleared), the rejection kinds the driver
-logged on /rosout, and the RSS of the driver and of this process over time (slope).
+logged on /rosout, and the RSS of every node process (driver, and with ``graph`` policy_server and
+action_queue) and of this process (the emulator thread and the monitor) over time (:func:`memory_fits`: a
+least-squares line over the second half of each process's life).
 
 Used by ``benchmarks/soak.py`` (long runs, docs/reliability.md) and the soak test of so_arm_driver (short).
 Plain Python around rclpy; nothing here is imported by the nodes.
@@ -88,6 +90,11 @@ class SoakResult:
     params_restored: bool = True
     rss_driver: list[tuple[float, float, int]] = field(default_factory=list)  # (s, MB, driver process #)
     rss_harness: list[tuple[float, float]] = field(default_factory=list)
+    #: every process: name -> [(s, VmRSS MB, process instance #)] (a restarted node is a new instance)
+    rss: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    #: the same with RssAnon (private anonymous memory: the heap), and RssShmem (DDS shared memory)
+    rss_anon: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    rss_shmem: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
     final_torque_on: bool = False
     final_level: str = ""
     diag_log: list[tuple[float, int, str, str]] = field(default_factory=list)  # (s, level, message, torque)
@@ -107,6 +114,21 @@ class SoakResult:
     @property
     def unrecovered(self) -> list[FaultRecord]:
         return [f for f in self.faults if f.recovered_at is None]
+
+
+def memory_mb(pid: int) -> dict[str, float] | None:
+    """VmRSS, RssAnon, RssFile, RssShmem of a process (MB). RssAnon is the private heap (what a leak grows);
+    VmRSS also counts the shared-memory segments of the SHM-only DDS transport that the process touched
+    (the same pages in every node) and mapped files."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return out if "VmRSS" in out else None
 
 
 def rss_mb(pid: int) -> float | None:
@@ -343,6 +365,7 @@ def run_soak(
     progress: Callable[[float, str], None] | None = None,
     graph: bool = False,
     stall_s: float = 10.0,
+    rss_period_s: float = 2.0,
 ) -> SoakResult:
     """Run the soak: one fault every ``period_s`` seconds (cycling through ``faults``), each held for
     ``fault_duration_s``, for ``duration_s`` seconds in total (at least one round of ``faults``)."""
@@ -569,11 +592,20 @@ def run_soak(
             _settle(harness, pending, last_motion - harness.t0)
             # -- memory --------------------------------------------------------------------------------
             if t >= next_rss:
-                next_rss = t + 1.0
-                if (r := rss_mb(driver.proc.pid)) is not None and driver.alive():
-                    result.rss_driver.append((t, r, len(drivers) - 1))
-                if (r := rss_mb(os.getpid())) is not None:
-                    result.rss_harness.append((t, r))
+                next_rss = t + rss_period_s
+                procs = [("so_arm_driver", driver.proc.pid, len(drivers) - 1, driver.alive())]
+                procs += [(n, p.proc.pid, restarts[n] - 1, p.alive()) for n, p in others.items()]
+                procs.append(("harness (emulator, monitor)", os.getpid(), 0, True))
+                for pname, pid, instance, alive in procs:
+                    if not alive or (m := memory_mb(pid)) is None:
+                        continue
+                    result.rss.setdefault(pname, []).append((t, m["VmRSS"], instance))
+                    result.rss_anon.setdefault(pname, []).append((t, m.get("RssAnon", math.nan), instance))
+                    result.rss_shmem.setdefault(pname, []).append((t, m.get("RssShmem", math.nan), instance))
+                    if pname == "so_arm_driver":
+                        result.rss_driver.append((t, m["VmRSS"], instance))
+                    elif pid == os.getpid():
+                        result.rss_harness.append((t, m["VmRSS"]))
             # -- pace ----------------------------------------------------------------------------------
             t_next += dt
             sleep = t_next - harness.now()
@@ -631,6 +663,73 @@ def driver_rss_slope(result: SoakResult) -> tuple[float, float, float]:
     longest = max(runs.values(), key=lambda r: r[-1][0] - r[0][0])
     settled = [(t, mb) for t, mb in longest if t - longest[0][0] >= 30.0]  # after imports and connect
     return slope_mb_per_h(settled, skip=0.0), (settled or longest)[0][1], longest[-1][1]
+
+
+@dataclass
+class MemoryFit:
+    """RSS of one process (its longest-lived instance) and the least-squares line over the second half."""
+
+    name: str
+    samples: int  # samples of that instance
+    start_s: float  # soak time of its first and last sample
+    end_s: float
+    first_mb: float
+    last_mb: float
+    fit_from_s: float  # the line is fitted from here (the middle of its life) to end_s
+    slope_kb_min: float  # kB per minute over the second half
+    slope_se_kb_min: float  # standard error of that slope
+    max_mb: float
+    intercept_mb: float  # the line's value at fit_from_s
+
+
+def fit_line(pts: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    """Least squares y = a + b (t - t0): (a at the first t, b per second, standard error of b)."""
+    n = len(pts)
+    if n < 3:
+        return math.nan, math.nan, math.nan
+    t0 = pts[0][0]
+    mt = sum(t - t0 for t, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((t - t0 - mt) ** 2 for t, _ in pts)
+    if sxx == 0:
+        return math.nan, math.nan, math.nan
+    b = sum((t - t0 - mt) * (y - my) for t, y in pts) / sxx
+    a = my - b * mt
+    resid = sum((y - a - b * (t - t0)) ** 2 for t, y in pts)
+    se = math.sqrt(resid / (n - 2) / sxx)
+    return a, b, se
+
+
+def memory_fits(result: SoakResult, kind: str = "anon") -> list[MemoryFit]:
+    """Per process: the longest-lived instance's memory (``kind`` "anon": RssAnon, the private heap; "rss":
+    VmRSS; "shmem": RssShmem) and its least-squares slope over the second half of that instance's life
+    (start-up growth, imports and first allocations, is no leak)."""
+    fits = []
+    series = {"anon": result.rss_anon, "rss": result.rss, "shmem": result.rss_shmem}[kind]
+    for name, samples in series.items():
+        runs: dict[int, list[tuple[float, float]]] = {}
+        for t, mb, k in samples:
+            runs.setdefault(k, []).append((t, mb))
+        longest = max(runs.values(), key=lambda r: r[-1][0] - r[0][0])
+        mid = 0.5 * (longest[0][0] + longest[-1][0])
+        half = [(t, mb) for t, mb in longest if t >= mid]
+        a, b, se = fit_line(half)
+        fits.append(
+            MemoryFit(
+                name,
+                len(longest),
+                longest[0][0],
+                longest[-1][0],
+                longest[0][1],
+                longest[-1][1],
+                half[0][0] if half else mid,
+                b * 60.0 * 1024.0,
+                se * 60.0 * 1024.0,
+                max(mb for _, mb in longest),
+                a,
+            )
+        )
+    return fits
 
 
 def _settle(harness: _Harness, pending: list[FaultRecord], last_motion: float) -> bool:
