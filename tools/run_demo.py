@@ -208,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{st.observations_sent} observations sent, {st.observations_filtered} filtered, "
                 f"{st.actions_dropped_late} late actions dropped, last latency {st.last_latency_ms:.0f} ms"
             )
-        executor.shutdown(timeout_sec=5.0)
-        spin.join(timeout=5.0)
+        from smolvla_common.executor_shutdown import shutdown_executor
+
+        shutdown_executor(executor, spin)
         try:
             node.destroy_node()
             rclpy.try_shutdown()

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from smolvla_common.executor_shutdown import shutdown_executor
 from smolvla_common.parameters import ParameterError
 
 #: The signals a node process stops on (a terminal's Ctrl-C, launch's SIGINT then SIGTERM, systemd's SIGTERM).
@@ -122,13 +123,8 @@ def run_node(
         pass
     finally:
         signals.phase = "stopping"  # from here on every signal is ignored: the shutdown runs to its end
-        # rclpy 9.1.2's Executor.shutdown destroys its guard condition without waiting for the callbacks in
-        # flight, which trigger it when they end ("exception was never retrieved: cannot use Destroyable"):
-        # let a MultiThreadedExecutor's worker pool finish them first
-        pool = getattr(executor, "_executor", None)
-        if callable(getattr(pool, "shutdown", None)):
-            pool.shutdown(wait=True)
-        executor.shutdown(timeout_sec=5.0)
+        # the callbacks in flight end before the executor's guard condition is destroyed (issue 19, defect 7)
+        shutdown_executor(executor)
         if node is not None:
             if callable(getattr(node, "shutdown", None)):
                 try:

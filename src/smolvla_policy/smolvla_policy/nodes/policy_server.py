@@ -31,6 +31,7 @@ from rclpy.signals import SignalHandlerOptions
 from visualization_msgs.msg import MarkerArray
 
 from smolvla_common import robot_description
+from smolvla_common.executor_shutdown import shutdown_executor
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
@@ -398,9 +399,7 @@ def main(args: list[str] | None = None) -> None:
         if node is not None:
             node.close()
             node.wait_idle(timeout=2.0)
-        executor.shutdown(timeout_sec=5.0)
-        if thread is not None:
-            thread.join(timeout=10.0)
+        shutdown_executor(executor, thread, timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
