@@ -6,7 +6,7 @@ emulated servo bus, camera nodes on a video file). For each display: its topic e
 the display class reads, a durability the publishers can serve (a transient-local subscription, the robot
 model's, gets nothing from volatile publishers), and the frames: the fixed frame is a link of the URDF on
 /robot_description and the frame of every chunk marker; the camera images carry the same optical frames in
-both graphs.
+both graphs, frames of that URDF; a Camera display's camera_info is published.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ DISPLAY_TYPES = {
     "rviz_default_plugins/RobotModel": "std_msgs/msg/String",
     "rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray",
     "rviz_default_plugins/Image": "sensor_msgs/msg/Image",
+    "rviz_default_plugins/Camera": "sensor_msgs/msg/Image",  # and <topic dir>/camera_info
 }
 
 
@@ -163,6 +164,17 @@ def test_every_topic_and_frame_of_the_rviz_config_is_published(
         # the camera frames are the same in sim and real: <name>_camera_optical_frame (REP 103 optical frame)
         assert spin_until(lambda: "top" in got and "wrist" in got, 60), (graph, sorted(got))
         assert (got["top"], got["wrist"]) == ("top_camera_optical_frame", "wrist_camera_optical_frame"), graph
+        # ... and are frames of the URDF (robot_state_publisher publishes their TF: the Camera display)
+        assert {got["top"], got["wrist"]} <= links, (graph, sorted(links))
+        for name, topic, _ in subs:
+            if classes[name] == "rviz_default_plugins/Camera":
+                info = topic.rsplit("/", 1)[0] + "/camera_info"
+
+                def info_published(info: str = info) -> bool:
+                    types = dict(node.get_topic_names_and_types()).get(info, [])
+                    return "sensor_msgs/msg/CameraInfo" in types
+
+                assert spin_until(info_published, 60), (graph, info)
     finally:
         executor.shutdown()
         node.destroy_node()
