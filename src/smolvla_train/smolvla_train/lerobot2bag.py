@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -121,10 +122,9 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = episodes if episodes is not None else reader.episode_indices()
     cams = [lf.camera_of(k) for k in reader.video_keys]
-    try:  # the frame of the camera in the URDF (so_arm_description.cameras), as sim_node and camera_node
-        frame_ids = {c: optical_frame(c) for c in cams}
-    except ValueError as exc:
-        raise ExportError(f"dataset camera names must be ROS name parts: {exc}") from None
+    # the frame of the camera in the URDF (so_arm_description.cameras), as sim_node and camera_node stamp it;
+    # a dataset key such as lerobot's "observation.image" gives "observation_image_camera_optical_frame"
+    frame_ids = {c: optical_frame(re.sub(r"[^A-Za-z0-9_]", "_", c) or "camera") for c in cams}
     written = []
     t_ep = start_ns
     for e in tqdm(todo, desc="episodes", unit="ep", disable=not progress):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smolvla_train.bagio import open_bag
-from smolvla_train.lerobot2bag import ExportError, export
+from smolvla_train.lerobot2bag import export
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lerobot_v30_tiny"  # written by lerobot 0.6.1
 
@@ -30,12 +30,23 @@ def test_lerobot2bag_images_were_stamped_camera_not_the_optical_frame(tmp_path: 
             assert f"{cam}_camera_optical_frame" in links
 
 
-def test_lerobot2bag_refuses_camera_names_that_are_no_frame_names(
+def test_lerobot2bag_camera_keys_that_are_no_name_parts_give_valid_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Camera names with characters a frame name cannot have (e.g. ``observation.images.wrist-cam``)."""
     from smolvla_train import lerobot_format
 
-    monkeypatch.setattr(lerobot_format, "camera_of", lambda key: "top view")
-    with pytest.raises(ExportError, match="camera name"):
-        export(FIXTURE, tmp_path / "bags", progress=False)
-    assert not list((tmp_path / "bags").glob("*"))
+    names = {"observation.images.top": "top.left", "observation.images.wrist": "wrist-cam"}
+    keys = {v: k for k, v in names.items()}
+    monkeypatch.setattr(lerobot_format, "camera_of", lambda key: names[key])
+    monkeypatch.setattr(lerobot_format, "image_key", lambda cam: keys[cam])
+    bags = export(FIXTURE, tmp_path / "bags", episodes=[0], progress=False)
+    with open_bag(bags[0]) as bag:
+        for cam, frame in (
+            ("top.left", "top_left_camera_optical_frame"),
+            ("wrist-cam", "wrist_cam_camera_optical_frame"),
+        ):
+            topic = f"/cameras/{cam}/image_raw"
+            assert {bag.deserialize(topic, raw).header.frame_id for _, _, raw in bag.messages([topic])} == {
+                frame
+            }
