@@ -5,6 +5,11 @@
   with a QoS adapted to the publishers' offered QoS (reliable / transient-local only if every publisher
   offers it), and keeps the subscriptions for its whole life; messages are written only during an episode,
   stamped with their receive time on the node's ROS clock (``use_sim_time`` follows ``/clock``).
+- The subscriptions live on a helper node ``<name>_subscriber`` spun by a single-threaded executor in a
+  thread of their own (issue 11): the action, services and discovery never delay them, and an episode's end
+  waits until that executor has handed over every message the middleware received before the end (on a
+  loaded machine callbacks lag seconds behind the middleware; such messages used to be dropped silently).
+  An episode holds the messages *received* (middleware receive time) between its start and its end.
 - Action ``~/record`` (``smolvla_msgs/action/RecordEpisode``): goal = task text and time limit. One episode
   at a time. Feedback about once per second (elapsed, messages per topic, losses). The episode ends at the
   time limit, when ``~/end_episode`` is called, or when the goal is canceled; the bag is then finished
@@ -23,6 +28,7 @@ Parameters: ``config/episode_recorder.yaml``. Partial recordings left by a crash
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -67,6 +74,8 @@ DEFAULT_TOPICS = [
 
 #: Longest wait of ``~/end_episode`` for the episode to be saved [s] (a last resort: see _on_end_episode).
 END_WAIT = 300.0
+#: A drain is complete after this many executor passes in a row found no message (see _drain_ready).
+IDLE_PASSES = 3
 
 
 def _absolute_topics(topics: list[str]) -> str | None:
@@ -178,6 +187,7 @@ class EpisodeRecorderNode(Node):
         # changes are applied after validation by _apply_parameters
         self.params = NodeParameters(self, PARAMETERS, on_change=self._apply_parameters)
         self.cfg = RecorderNodeConfig(**self.params.values)
+        # episode windows on the middleware's receive-time axis (info['received_timestamp']: system clock)
         self.core = EpisodeRecorder(
             RecorderConfig(
                 out_dir=self.cfg.out_dir,
@@ -186,10 +196,11 @@ class EpisodeRecorderNode(Node):
                 robot=self.cfg.robot,
                 max_queue_mb=self.cfg.max_queue_mb,
                 flush_period=self.cfg.flush_period,
-            )
+            ),
+            clock=time.time_ns,
+            drain=self._drain_subscriptions,
         )
         self._subs: dict[str, object] = {}
-        self._single_publisher: dict[str, bool] = {}
         self._warned: set[str] = set()
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         # end requests, time limit and cancel meet here (an end request while the episode is ending at its
@@ -197,7 +208,26 @@ class EpisodeRecorderNode(Node):
         self._control = EndRequests()
         self._last_result: EpisodeResult | None = None
 
-        self._sub_group = MutuallyExclusiveCallbackGroup()
+        # the subscriptions: a node of their own, spun in a thread of its own (see the module docstring)
+        self._sub_node = Node(
+            f"{self.get_name()}_subscriber",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,
+            enable_rosout=False,
+            start_parameter_services=False,
+        )
+        self._sub_executor = SingleThreadedExecutor(context=self.context)
+        self._sub_executor.add_node(self._sub_node)
+        self._handled = 0  # messages and loss events handed to the core (drain: "nothing left")
+        self._drain_lock = threading.Lock()
+        self._drain_requests: list[list] = []  # [threading.Event, drained: bool]
+        self._drain_guard = self._sub_node.create_guard_condition(lambda: None)  # wakes the thread
+        self._sub_stop = threading.Event()
+        self._sub_thread = threading.Thread(
+            target=self._spin_subscriptions, name="recorder-subscriptions", daemon=True
+        )
+        self._sub_thread.start()
         self._ctl_group = ReentrantCallbackGroup()
         self.event_pub = self.create_publisher(String, EPISODE_TOPIC, 10)
         self.action_server = ActionServer(
@@ -257,7 +287,6 @@ class EpisodeRecorderNode(Node):
             if topic == EPISODE_TOPIC:
                 continue
             infos = self.get_publishers_info_by_topic(topic)
-            self._single_publisher[topic] = len(infos) == 1
             if topic in self._subs or not infos:
                 continue
             type_names = types.get(topic, [])
@@ -277,15 +306,14 @@ class EpisodeRecorderNode(Node):
                     self._warned.add(topic)
                     self.get_logger().warning(f"not recording {topic} ({msgtype}): {exc}")
                 continue
-            self._subs[topic] = self.create_subscription(
+            self._subs[topic] = self._sub_node.create_subscription(
                 msg_cls,
                 topic,
                 self._make_callback(topic),
                 sub_qos,
                 raw=True,
-                callback_group=self._sub_group,
                 event_callbacks=SubscriptionEventCallbacks(
-                    message_lost=lambda info, t=topic: self.core.add_lost(t, int(info.total_count_change))
+                    message_lost=lambda info, t=topic: self._on_lost(t, int(info.total_count_change))
                 ),
             )
             self.get_logger().info(
@@ -297,16 +325,79 @@ class EpisodeRecorderNode(Node):
         core = self.core
         clock = self.get_clock()
         sim_time = self._sim_time
-        single = self._single_publisher
 
         def callback(data: bytes, info: dict) -> None:
-            stamp = clock.now().nanoseconds if sim_time else int(info.get("received_timestamp") or 0)
-            if stamp <= 0:
-                stamp = clock.now().nanoseconds
-            seq = info.get("publication_sequence_number") if single.get(topic, False) else None
-            core.on_message(topic, data, stamp, seq)
+            # when the middleware received it (system clock), not when this callback runs (it may lag)
+            received = int(info.get("received_timestamp") or 0) or time.time_ns()
+            stamp = clock.now().nanoseconds if sim_time else received
+            gid = info.get("publisher_gid")
+            publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
+            self._handled += 1
+            core.on_message(topic, data, stamp, info.get("publication_sequence_number"), publisher, received)
 
         return callback
+
+    def _on_lost(self, topic: str, count: int) -> None:
+        self._handled += 1
+        self.core.add_lost(topic, count)
+
+    # -- the subscription thread -----------------------------------------------------------------------------
+    def _spin_subscriptions(self) -> None:
+        while not self._sub_stop.is_set():
+            try:
+                self._sub_executor.spin_once(timeout_sec=0.1)
+                with self._drain_lock:
+                    requests, self._drain_requests = self._drain_requests, []
+                if requests:
+                    drained = self._drain_ready()
+                    for request in requests:
+                        request[1] = drained
+                        request[0].set()
+            except Exception as exc:  # noqa: BLE001 (context shut down; anything else is logged)
+                if self._sub_stop.is_set() or not self.context.ok():
+                    break
+                self.get_logger().error(f"subscription thread: {exc!r}")
+                time.sleep(0.1)
+        with self._drain_lock:
+            requests, self._drain_requests = self._drain_requests, []
+        for request in requests:
+            request[0].set()  # not drained (request[1] stays False)
+
+    def _drain_ready(self, timeout: float = 30.0) -> bool:
+        """Hand over every message the middleware holds now: run the executor without waiting until
+        IDLE_PASSES passes in a row found nothing (a pass handles one ready entity; the one after the last
+        handler of a wait set and the one consuming the wake-up guard find nothing without a fresh wait)."""
+        deadline = time.monotonic() + timeout
+        idle = 0
+        while idle < IDLE_PASSES:
+            if self._sub_stop.is_set() or time.monotonic() > deadline:
+                return False
+            before = self._handled
+            self._sub_executor.spin_once(timeout_sec=0.0)
+            idle = idle + 1 if self._handled == before else 0
+        return True
+
+    def _drain_subscriptions(self, timeout: float) -> bool:
+        """Called by the core when an episode ends: returns once every message received until now has been
+        handed to it (False: the subscription thread is not running or did not answer within ``timeout``)."""
+        if threading.current_thread() is self._sub_thread or not self._sub_thread.is_alive():
+            return False
+        request: list = [threading.Event(), False]
+        with self._drain_lock:
+            self._drain_requests.append(request)
+        self._drain_guard.trigger()
+        return bool(request[0].wait(timeout) and request[1])
+
+    def _stop_subscriptions(self) -> None:
+        if not self._sub_stop.is_set():
+            self._sub_stop.set()
+            with contextlib.suppress(Exception):
+                self._drain_guard.trigger()
+            self._sub_thread.join(timeout=10.0)
+            with contextlib.suppress(Exception):
+                self._sub_executor.shutdown(timeout_sec=1.0)
+            with contextlib.suppress(Exception):
+                self._sub_node.destroy_node()
 
     # -- episodes ------------------------------------------------------------------------------------------
     def _publish_event(self, event: str, index: int, task: str, stamp_ns: int) -> None:
@@ -343,11 +434,16 @@ class EpisodeRecorderNode(Node):
     def _record(self, goal_handle, goal, result, finish):  # type: ignore[no-untyped-def]
         # publishers that appeared since the last discovery tick are subscribed before the episode starts
         self._discover()
-        start_ns = self._now_ns()
         try:
+            # the window opens inside core.start (receive-time clock); with use_sim_time the events are
+            # stamped in simulated time
             index = self.core.start(
-                goal.task, start_ns, episode_index=int(goal.episode_index), time_limit=float(goal.time_limit)
+                goal.task,
+                self._now_ns() if self._sim_time else None,
+                episode_index=int(goal.episode_index),
+                time_limit=float(goal.time_limit),
             )
+            start_ns = self.core.episode_start_ns or self._now_ns()
         except Exception as exc:  # noqa: BLE001 (refused: reason in the result)
             result.error = f"cannot start the episode: {exc}"
             self.get_logger().error(result.error)
@@ -398,9 +494,10 @@ class EpisodeRecorderNode(Node):
             time.sleep(0.01)
         # from here on the outcome is decided: an end request coming now waits for this episode's result
         outcome = self._control.close() or "unknown"
-        end_ns = self._now_ns()
-        res = self.core.end(end_ns, outcome)
-        self._publish_event("end", index, goal.task, end_ns)
+        # the window closes inside core.end, which then waits for the subscription thread to hand over what
+        # was received before (drain) and saves the bag
+        res = self.core.end(self._now_ns() if self._sim_time else None, outcome)
+        self._publish_event("end", index, goal.task, self._now_ns() if self._sim_time else res.end_ns)
         result.bag_path = res.bag_path
         result.episode_index = res.episode_index
         result.topics = list(res.counts)
@@ -417,6 +514,11 @@ class EpisodeRecorderNode(Node):
                 f"episode {index} saved to {res.bag_path} ({res.duration:.1f} s, {outcome}, "
                 f"lost {res.dropped}{' ' + str(res.lost_by_topic) if res.dropped else ''}): {counts}"
             )
+            if not res.drained:
+                self.get_logger().warning(
+                    f"episode {index}: the subscriptions were not drained at its end; messages received "
+                    "just before the end may be missing (smolvla.drained: false)"
+                )
         self._last_result = res
         finish(res)
         if goal_handle.is_cancel_requested:
@@ -464,7 +566,12 @@ class EpisodeRecorderNode(Node):
         return response
 
     def shutdown(self) -> None:
-        self.core.close()
+        self.core.close()  # a running episode is saved (drained by the still running subscription thread)
+        self._stop_subscriptions()
+
+    def destroy_node(self) -> None:
+        self._stop_subscriptions()
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

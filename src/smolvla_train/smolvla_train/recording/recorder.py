@@ -9,8 +9,23 @@ topics such as ``/robot_description`` arrive once: their last message is written
 episode. The episode boundaries and the task go into the bag as ``/smolvla/episode`` (std_msgs/String with
 JSON ``{"event", "episode_index", "task", "time_ns"}``) and into ``metadata.yaml`` ``custom_data``.
 
-Losses counted per topic during an episode: DDS message-lost events (:meth:`add_lost`), gaps in the
-publication sequence numbers of a topic with a single publisher, and write-queue overflows.
+Episode membership is decided on the receive-time axis, not by when a callback happens to run (issue 11):
+an episode holds exactly the messages received in ``[start, end]`` of the recorder's clock (``clock``, the
+clock of the ``received_ns`` handed to :meth:`EpisodeRecorder.on_message`). Callbacks may lag behind the
+middleware by seconds on a loaded machine, so
+
+- a message received before the start but handed over after it belongs to no episode;
+- :meth:`EpisodeRecorder.end` closes the window, then calls ``drain`` (the node: "hand over every message
+  the middleware holds now") and only then finishes the bag, so a message received before the end but
+  handed over late is still written;
+- the episode is active from its start on while its bag is being opened (its messages queue behind the
+  opening on the writer thread).
+
+Losses counted per topic during an episode: gaps in the publication sequence numbers, tracked per publisher
+(a topic may have several), attributed to the episode whose window the missing messages' receive times fall
+into (interpolated between the two messages around the gap; a gap between two recorded messages is always
+counted whole); DDS message-lost events (:meth:`add_lost`; the larger of the two per topic, they count the
+same losses); and write-queue overflows.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +82,9 @@ class EpisodeResult:
     outcome: str
     error: str = ""
     lost_by_topic: dict[str, int] = field(default_factory=dict)
+    start_ns: int = 0  # the window on the receive-time axis (the recorder's clock)
+    end_ns: int = 0
+    drained: bool = True  # every message received before the end was handed over before the bag was closed
 
 
 @dataclass
@@ -76,6 +95,7 @@ class EpisodeStatus:
     elapsed: float
     counts: dict[str, int]
     dropped: int
+    start_ns: int = 0
 
 
 @dataclass
@@ -83,28 +103,82 @@ class _Topic:
     name: str
     spec: TopicSpec
     latched: bool
-    last_seq: int | None = None
     latched_data: bytes | None = None
     received: int = 0  # whole life
+    # per publisher (its GID; None when the caller does not tell): last sequence number and its receive time
+    publishers: dict[object, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
 class _Episode:
-    bag: EpisodeBag
+    bag: EpisodeBag | None  # None while it is being opened on the writer thread
     index: int
     task: str
-    start_ns: int
+    start_ns: int  # bag time of the start event (simulated time with use_sim_time)
     time_limit: float
+    window_start: int  # receive-time axis
+    window_end: int | None = None  # set by end(): the episode is closing (being drained)
     received: dict[str, int] = field(default_factory=dict)
-    lost: dict[str, int] = field(default_factory=dict)
+    lost_seq: dict[str, int] = field(default_factory=dict)
+    lost_events: dict[str, int] = field(default_factory=dict)
+    lost_queue: dict[str, int] = field(default_factory=dict)
     error: str = ""
+
+    def in_window(self, received_ns: int) -> bool:
+        return self.window_start <= received_ns and (
+            self.window_end is None or received_ns <= self.window_end
+        )
+
+    @property
+    def lost(self) -> dict[str, int]:
+        """Per topic: sequence gaps or middleware events (the larger; both see the same losses) + overflow."""
+        topics = set(self.lost_seq) | set(self.lost_events) | set(self.lost_queue)
+        lost = {
+            t: max(self.lost_seq.get(t, 0), self.lost_events.get(t, 0)) + self.lost_queue.get(t, 0)
+            for t in sorted(topics)
+        }
+        return {t: n for t, n in lost.items() if n}
+
+
+def lost_in_window(gap: int, before_ns: int, after_ns: int, start_ns: int, end_ns: int | None) -> int:
+    """How many of ``gap`` messages missing between two received at ``before_ns`` and ``after_ns`` fall
+    into the window ``[start_ns, end_ns]`` (end None: open). Their receive times are unknown: they are spread
+    evenly between the two (a publisher's period); a gap between two messages in the window counts whole."""
+    if gap <= 0:
+        return 0
+    end = end_ns if end_ns is not None else max(after_ns, before_ns)
+    if start_ns <= before_ns and after_ns <= end:
+        return gap
+    if after_ns <= before_ns:  # clock went backwards: place them all at the later message
+        return gap if start_ns <= after_ns <= end else 0
+    n = 0
+    for k in range(1, gap + 1):
+        t = before_ns + (after_ns - before_ns) * k // (gap + 1)
+        if start_ns <= t <= end:
+            n += 1
+    return n
 
 
 class EpisodeRecorder:
-    """Thread-safe: ``on_message``/``add_lost`` from any thread; episodes from one controlling thread."""
+    """Thread-safe: ``on_message``/``add_lost`` from any thread; episodes from one controlling thread.
 
-    def __init__(self, config: RecorderConfig, types: TypeLibrary | None = None) -> None:
+    ``clock``: the receive-time clock (ns) of the ``received_ns`` given to :meth:`on_message`; episode windows
+    are read from it at :meth:`start`/:meth:`end`. Without it the window is the ``stamp_ns`` given to them.
+    ``drain(timeout) -> bool``: called by :meth:`end` after the window closed; hands every message the
+    middleware has received so far to :meth:`on_message` (False: could not within ``timeout`` seconds).
+    """
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        types: TypeLibrary | None = None,
+        *,
+        clock: Callable[[], int] | None = None,
+        drain: Callable[[float], bool] | None = None,
+    ) -> None:
         self.cfg = config
+        self._clock = clock
+        self._drain = drain
         self.out_dir = Path(config.out_dir).expanduser()
         self.types = types or TypeLibrary()
         self._lock = threading.Lock()
@@ -135,25 +209,41 @@ class EpisodeRecorder:
         with self._lock:
             return list(self._topics)
 
-    def on_message(self, topic: str, data: bytes, stamp_ns: int, seq: int | None = None) -> None:
-        """One received message (``seq``: publication sequence number when the topic has one publisher)."""
+    def on_message(
+        self,
+        topic: str,
+        data: bytes,
+        stamp_ns: int,
+        seq: int | None = None,
+        publisher: object = None,
+        received_ns: int | None = None,
+    ) -> None:
+        """One received message. ``stamp_ns``: its log time in the bag; ``received_ns``: when the middleware
+        received it on the ``clock`` axis (default ``stamp_ns``), which decides its episode; ``seq``: its
+        publication sequence number, ``publisher``: its publisher's id (GID; gaps per publisher)."""
+        received = int(stamp_ns if received_ns is None else received_ns)
         with self._lock:
             t = self._topics.get(topic)
             if t is None:
                 return
             t.received += 1
-            gap = 0
+            gap, before = 0, received
             if seq is not None and seq > 0:
-                if t.last_seq is not None and seq > t.last_seq + 1:
-                    gap = seq - t.last_seq - 1
-                t.last_seq = seq
+                last = t.publishers.get(publisher)
+                if last is not None and seq > last[0] + 1:
+                    gap, before = seq - last[0] - 1, last[1]
+                t.publishers[publisher] = (int(seq), received)
             if t.latched:
                 t.latched_data = bytes(data)
             ep = self._episode
             if ep is None or ep.error:
                 return
             if gap:
-                ep.lost[topic] = ep.lost.get(topic, 0) + gap
+                n = lost_in_window(gap, before, received, ep.window_start, ep.window_end)
+                if n:
+                    ep.lost_seq[topic] = ep.lost_seq.get(topic, 0) + n
+            if not ep.in_window(received):  # received before the start / after the end: not this episode
+                return
             ep.received[topic] = ep.received.get(topic, 0) + 1
             self._enqueue_locked(ep, topic, stamp_ns, data)
 
@@ -164,12 +254,12 @@ class EpisodeRecorder:
         with self._lock:
             ep = self._episode
             if ep is not None:
-                ep.lost[topic] = ep.lost.get(topic, 0) + int(count)
+                ep.lost_events[topic] = ep.lost_events.get(topic, 0) + int(count)
 
     def _enqueue_locked(self, ep: _Episode, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
         size = len(data)
         if self._queued_bytes + size > self._max_bytes and self._queue:
-            ep.lost[topic] = ep.lost.get(topic, 0) + 1
+            ep.lost_queue[topic] = ep.lost_queue.get(topic, 0) + 1
             return
         self._queue.append(("msg", ep, topic, int(stamp_ns), data))
         self._queued_bytes += size
@@ -191,39 +281,77 @@ class EpisodeRecorder:
                 used.append(int(m.group(1)))
         return max(used) + 1
 
-    def start(self, task: str, stamp_ns: int, *, episode_index: int = -1, time_limit: float = 0.0) -> int:
-        """Start an episode; returns its index. Raises BagError/ValueError with the reason on refusal."""
+    def start(
+        self,
+        task: str,
+        stamp_ns: int | None = None,
+        *,
+        episode_index: int = -1,
+        time_limit: float = 0.0,
+        timeout: float = 60.0,
+    ) -> int:
+        """Start an episode; returns its index. Raises BagError/ValueError with the reason on refusal.
+
+        The episode's window opens now on the receive-time clock (``stamp_ns`` without a clock), before its
+        bag is open: messages received from here on queue behind the opening (issue 11: a message received
+        while the bag was being created used to be dropped silently). ``stamp_ns``: bag time of the start
+        event (default: the window start)."""
         if not isinstance(task, str) or not task.strip():
             raise ValueError("task must be a non-empty text")
         if not (time_limit >= 0.0) or time_limit != time_limit:
             raise ValueError(f"time_limit must be >= 0 s, got {time_limit!r}")
+        if stamp_ns is None and self._clock is None:
+            raise ValueError("stamp_ns is needed when the recorder has no clock")
         if self.recording:
             raise BagError("an episode is being recorded already")
         index = self.next_index() if episode_index < 0 else int(episode_index)
         name = self.cfg.name_format.format(index=index)
-        custom = self._custom_data(task, index, stamp_ns, None, None)
-        bag = self._call(
-            lambda: EpisodeBag(
-                self.out_dir,
-                name,
-                storage=self.cfg.storage,
-                compression=self.cfg.compression,
-                version=self.cfg.bag_version,
-                report={"custom_data": custom},
-            )
-        )
-        ep = _Episode(bag, index, task, int(stamp_ns), float(time_limit))
-        event = self._event_bytes("start", index, task, stamp_ns)
         with self._lock:
+            if self._episode is not None:
+                raise BagError("an episode is being recorded already")
+            window = int(self._clock()) if self._clock is not None else int(stamp_ns)  # type: ignore[arg-type]
+            start_ns = window if stamp_ns is None else int(stamp_ns)
+            ep = _Episode(None, index, task, start_ns, float(time_limit), window)
+            custom = self._custom_data(task, index, start_ns, None, None)
+
+            def open_bag() -> None:  # on the writer thread, before any message of this episode
+                ep.bag = EpisodeBag(
+                    self.out_dir,
+                    name,
+                    storage=self.cfg.storage,
+                    compression=self.cfg.compression,
+                    version=self.cfg.bag_version,
+                    report={"custom_data": custom},
+                )
+
+            box = self._submit_locked(open_bag)
             self._episode = ep
             ep.received[EPISODE_TOPIC] = 1
-            self._queue.append(("msg", ep, EPISODE_TOPIC, int(stamp_ns), event))
+            self._queue.append(
+                ("msg", ep, EPISODE_TOPIC, start_ns, self._event_bytes("start", index, task, start_ns))
+            )
             for t in self._topics.values():
                 if t.latched and t.latched_data is not None:
                     ep.received[t.name] = ep.received.get(t.name, 0) + 1
-                    self._enqueue_locked(ep, t.name, stamp_ns, t.latched_data)
+                    self._enqueue_locked(ep, t.name, start_ns, t.latched_data)
             self._cond.notify_all()
+        try:
+            self._wait(box, timeout)
+        except BaseException as exc:
+            with self._lock:
+                if self._episode is ep:
+                    self._episode = None
+                ep.error = f"cannot open the bag: {exc}"
+            if isinstance(exc, TimeoutError):  # the opening may still happen: remove what it leaves
+                self._submit(lambda: ep.bag.discard() if ep.bag is not None else None)
+            raise
         return index
+
+    @property
+    def episode_start_ns(self) -> int | None:
+        """Bag time of the running episode's start event (None when no episode runs)."""
+        with self._lock:
+            return self._episode.start_ns if self._episode is not None else None
 
     def status(self, now_ns: int) -> EpisodeStatus:
         """Messages received for the running episode per topic (queued or written), losses so far."""
@@ -238,6 +366,7 @@ class EpisodeRecorder:
                 (now_ns - ep.start_ns) * 1e-9,
                 dict(ep.received),
                 sum(ep.lost.values()),
+                ep.start_ns,
             )
 
     def time_limit_reached(self, now_ns: int) -> bool:
@@ -245,46 +374,73 @@ class EpisodeRecorder:
             ep = self._episode
             return ep is not None and ep.time_limit > 0 and (now_ns - ep.start_ns) * 1e-9 >= ep.time_limit
 
-    def end(self, stamp_ns: int, outcome: str = "unknown", timeout: float = 120.0) -> EpisodeResult:
-        """End the episode: everything received so far is written, then the bag is finished and renamed."""
+    def end(
+        self, stamp_ns: int | None = None, outcome: str = "unknown", timeout: float = 120.0
+    ) -> EpisodeResult:
+        """End the episode: its window closes now on the receive-time clock (``stamp_ns`` without a clock),
+        every message received until then is handed over (``drain``) and written, then the bag is finished
+        and renamed. ``stamp_ns``: bag time of the end event (default: the window end)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+        if stamp_ns is None and self._clock is None:
+            raise ValueError("stamp_ns is needed when the recorder has no clock")
         with self._lock:
             ep = self._episode
             if ep is None:
                 raise BagError("no episode is being recorded")
-            self._episode = None  # later messages belong to no episode
-            event = self._event_bytes("end", ep.index, ep.task, stamp_ns)
-            self._queue.append(("msg", ep, EPISODE_TOPIC, int(stamp_ns), event))
+            if ep.window_end is not None:
+                raise BagError("the episode is ending already")
+            window = int(self._clock()) if self._clock is not None else int(stamp_ns)  # type: ignore[arg-type]
+            ep.window_end = max(window, ep.window_start)  # later receptions belong to no episode
+        end_ns = ep.window_end if stamp_ns is None else int(stamp_ns)
+        drained = True
+        if self._drain is not None:  # messages received before the end but not handed over yet (lag)
+            try:
+                drained = bool(self._drain(min(timeout, 30.0)))
+            except Exception:  # noqa: BLE001 (reported as not drained)
+                drained = False
+        with self._lock:
+            if self._episode is ep:
+                self._episode = None
+            event = self._event_bytes("end", ep.index, ep.task, end_ns)
+            self._queue.append(("msg", ep, EPISODE_TOPIC, end_ns, event))
             self._cond.notify_all()
-        duration = (stamp_ns - ep.start_ns) * 1e-9
+        duration = (end_ns - ep.start_ns) * 1e-9
+        window = (ep.window_start, ep.window_end)
+
+        def result(path: str, counts: dict[str, int], error: str) -> EpisodeResult:
+            lost = ep.lost
+            return EpisodeResult(
+                path, ep.index, counts, sum(lost.values()), duration, outcome, error, lost, *window, drained
+            )
 
         def finish() -> EpisodeResult:  # on the writer thread, after every message queued before it
-            counts = dict(ep.bag.counts)
-            dropped = sum(ep.lost.values())
-            if ep.error:
-                ep.bag.mark_failed(ep.error)
-                return EpisodeResult(
-                    "", ep.index, counts, dropped, duration, outcome, ep.error, dict(ep.lost)
-                )
-            custom = self._custom_data(ep.task, ep.index, ep.start_ns, int(stamp_ns), outcome)
-            custom["smolvla.dropped"] = str(dropped)
+            bag = ep.bag
+            counts = dict(bag.counts) if bag is not None else {}
+            if ep.error or bag is None:
+                if bag is not None:
+                    bag.mark_failed(ep.error)
+                return result("", counts, ep.error or "the bag was never opened")
+            custom = self._custom_data(ep.task, ep.index, ep.start_ns, end_ns, outcome)
+            custom["smolvla.dropped"] = str(sum(ep.lost.values()))
+            if not drained:
+                custom["smolvla.drained"] = "false"
             try:
-                path = ep.bag.finish(custom)
+                path = bag.finish(custom)
             except Exception as exc:  # noqa: BLE001 (disk full, permissions: reported, the partial stays)
                 error = f"could not finish the bag: {exc}"
-                ep.bag.mark_failed(error)
-                return EpisodeResult("", ep.index, counts, dropped, duration, outcome, error, dict(ep.lost))
-            return EpisodeResult(str(path), ep.index, counts, dropped, duration, outcome, "", dict(ep.lost))
+                bag.mark_failed(error)
+                return result("", counts, error)
+            return result(str(path), counts, "")
 
         try:
-            result = self._call(finish, timeout)
+            res = self._call(finish, timeout)
         except TimeoutError:
             ep.error = f"the writer did not catch up within {timeout:g} s"
-            return EpisodeResult("", ep.index, {}, sum(ep.lost.values()), duration, outcome, ep.error)
-        if result.bag_path:
-            self.session_bags.append(Path(result.bag_path))
-        return result
+            return result("", {}, ep.error)
+        if res.bag_path:
+            self.session_bags.append(Path(res.bag_path))
+        return res
 
     def abort(self, reason: str = "aborted") -> None:
         """Drop the running episode (nothing is saved)."""
@@ -293,7 +449,7 @@ class EpisodeRecorder:
             self._episode = None
         if ep is not None:
             ep.error = reason
-            self._call(ep.bag.discard, 120.0)
+            self._call(lambda: ep.bag.discard() if ep.bag is not None else None, 120.0)
 
     def discard_last(self) -> str:
         """Move the last bag saved by this recorder to ``<out_dir>/.discarded/`` (its index is reused)."""
@@ -317,7 +473,7 @@ class EpisodeRecorder:
         """Stop the writer thread; a running episode is ended and saved (outcome unknown)."""
         if self.recording:
             with contextlib.suppress(Exception):
-                self.end(time.time_ns(), "unknown", timeout=30.0)
+                self.end(None if self._clock is not None else time.time_ns(), "unknown", timeout=30.0)
         with self._lock:
             self._stop = True
             self._cond.notify_all()
@@ -343,12 +499,21 @@ class EpisodeRecorder:
         text = json.dumps({"event": event, "episode_index": index, "task": task, "time_ns": int(stamp_ns)})
         return episode_event_cdr(self.types, text)
 
+    def _submit_locked(self, fn) -> dict:  # type: ignore[no-untyped-def]
+        box: dict = {"done": threading.Event()}
+        self._queue.append(("call", fn, box))
+        self._cond.notify_all()
+        return box
+
+    def _submit(self, fn) -> dict:  # type: ignore[no-untyped-def]
+        with self._lock:
+            return self._submit_locked(fn)
+
     def _call(self, fn, timeout: float = 60.0):  # type: ignore[no-untyped-def]
         """Run ``fn`` on the writer thread after everything queued so far; its result or exception."""
-        box: dict = {"done": threading.Event()}
-        with self._lock:
-            self._queue.append(("call", fn, box))
-            self._cond.notify_all()
+        return self._wait(self._submit(fn), timeout)
+
+    def _wait(self, box: dict, timeout: float):  # type: ignore[no-untyped-def]
         if not box["done"].wait(timeout):
             raise TimeoutError(f"the bag writer did not answer within {timeout:g} s")
         if "error" in box:
@@ -366,7 +531,11 @@ class EpisodeRecorder:
                 if item is not None and item[0] == "msg" and item[2] != EPISODE_TOPIC:
                     self._queued_bytes -= len(item[4])
                 flush_ep = None
-                if self._episode is not None and time.monotonic() - last_flush >= self.cfg.flush_period:
+                if (
+                    self._episode is not None
+                    and self._episode.bag is not None
+                    and time.monotonic() - last_flush >= self.cfg.flush_period
+                ):
                     flush_ep = self._episode
                     last_flush = time.monotonic()
             if item is not None and item[0] == "call":
@@ -378,7 +547,7 @@ class EpisodeRecorder:
                 box["done"].set()
             elif item is not None:
                 _, ep, topic, stamp, data = item
-                if not ep.error and not ep.bag.closed:
+                if not ep.error and ep.bag is not None and not ep.bag.closed:
                     try:
                         if topic not in ep.bag.connections:
                             ep.bag.add_topic(self._spec(topic))
