@@ -126,3 +126,42 @@ def test_jpeg_images_decode_close_to_the_original(tmp_path) -> None:  # type: ig
     decoded = np.asarray(Image.open(io.BytesIO(bytes(row["EncodedImage:blob"][0]))).convert("RGB"))
     assert decoded.shape == img.shape
     assert np.abs(decoded.astype(int) - img.astype(int)).mean() < 6
+
+
+def _row(rows: list[dict], key: str) -> list:  # type: ignore[type-arg]
+    return next(r[key] for r in rows if key in r)
+
+
+def test_camera_frames_and_frustums_in_the_3d_view(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """world/cameras/<name>: the optical frame of the camera's images. Hand-known: the simulator's overhead
+    camera 0.62 m above x = 0.21 m looking down (optical z = -z, x = -y, y = -x of base_link); a description
+    that puts it elsewhere moves it; camera_info's K becomes the frustum (logged once while unchanged)."""
+    from so_arm_description.cameras import mounts_with
+    from so_arm_description.robot_model import build_urdf
+
+    info = NS(k=[50.0, 0.0, 16.0, 0.0, 50.0, 12.0, 0.0, 0.0, 1.0], width=32, height=24)
+
+    def run(log: ViewerLog) -> None:
+        log.set_time(0.0)
+        log.arm(np.zeros(6))
+        log.camera_info("wrist", info)
+        log.camera_info("wrist", info)
+        log.camera_info("top", NS(k=[float("nan")] * 9, width=32, height=24))
+        log.set_time(1.0)
+        log.robot_description(build_urdf("so101", cameras=mounts_with("so101", "0.3 0.1 0.5 0 1.5707963 0")))
+        log.arm(np.zeros(6))
+
+    data, log = _record(tmp_path, run)
+    top = [r for r in data["/world/cameras/top"] if "Transform3D:translation" in r]
+    assert len(top) == 2
+    np.testing.assert_allclose(top[0]["Transform3D:translation"][0], [0.21, 0.0, 0.62], atol=1e-6)
+    rot = np.array(top[0]["Transform3D:mat3x3"][0]).reshape(3, 3).T  # stored column-major
+    np.testing.assert_allclose(rot, [[0, -1, 0], [-1, 0, 0], [0, 0, -1]], atol=1e-6)
+    np.testing.assert_allclose(top[1]["Transform3D:translation"][0], [0.3, 0.1, 0.5], atol=1e-6)
+    wrist = data["/world/cameras/wrist"]
+    pinholes = [r for r in wrist if "Pinhole:image_from_camera" in r]
+    assert len(pinholes) == 1
+    k = np.array(pinholes[0]["Pinhole:image_from_camera"][0]).reshape(3, 3).T
+    np.testing.assert_allclose(k, np.array(info.k).reshape(3, 3))
+    assert _row(wrist, "Pinhole:resolution") == [[32.0, 24.0]]
+    assert log.stats.rejected == {"camera_info top": 1}

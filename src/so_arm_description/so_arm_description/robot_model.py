@@ -244,6 +244,34 @@ def urdf_frames(urdf_text: str, positions: Mapping[str, float] | None = None) ->
     return poses
 
 
+def camera_mounts_from_urdf(urdf_text: str) -> dict[str, CameraMount]:
+    """The cameras of a URDF (e.g. a ``/robot_description``): each fixed joint whose child is a
+    ``<name>_camera_link``, as ``{name: CameraMount(parent, xyz, rpy)}`` (what ``build_urdf`` wrote)."""
+    mounts: dict[str, CameraMount] = {}
+    suffix = camera_link("x")[1:]  # "_camera_link"
+    for joint in _parse(urdf_text).iter("joint"):
+        child, parent = joint.find("child"), joint.find("parent")
+        if joint.get("type") != "fixed" or child is None or parent is None:
+            continue
+        link = child.get("link") or ""
+        if not link.endswith(suffix) or len(link) == len(suffix):
+            continue
+        origin = joint.find("origin")
+        try:
+            xyz = tuple(
+                float(v) for v in (origin.get("xyz", "0 0 0") if origin is not None else "0 0 0").split()
+            )
+            rpy = tuple(
+                float(v) for v in (origin.get("rpy", "0 0 0") if origin is not None else "0 0 0").split()
+            )
+        except ValueError as exc:
+            raise RobotModelError(f"joint '{joint.get('name')}': {exc}") from exc
+        if len(xyz) != 3 or len(rpy) != 3:
+            raise RobotModelError(f"joint '{joint.get('name')}': origin needs 3 xyz and 3 rpy values")
+        mounts[link[: -len(suffix)]] = CameraMount(parent.get("link") or "", xyz, rpy)  # type: ignore[arg-type]
+    return mounts
+
+
 def robot_from_urdf(urdf_text: str, default: str | None = None) -> str:
     """The robot key ("so101" | "so100") of a URDF's ``<robot name>``; for another name ``default`` if given
     (e.g. a user's own "so101_new_calib" description), else RobotModelError."""

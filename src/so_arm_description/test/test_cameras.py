@@ -145,3 +145,10 @@ def test_print_urdf_top_camera_pose(tmp_path, capsys) -> None:
     np.testing.assert_allclose(pose[:3, 3], [0.4, 0.0, 0.7])
     assert main(["--top-camera-pose", "0.4 0 0.7"]) == 1
     assert "6 finite numbers" in capsys.readouterr().err
+
+
+def test_camera_mounts_read_back_from_the_urdf() -> None:
+    mounts = cameras.mounts_with("so101", top_camera_pose="0.3 -0.1 0.5 0.1 1.2 -0.2")
+    assert robot_model.camera_mounts_from_urdf(build_urdf("so101", cameras=mounts)) == mounts
+    assert robot_model.camera_mounts_from_urdf(build_urdf("so100")) == cameras.default_mounts("so100")
+    assert robot_model.camera_mounts_from_urdf(build_urdf("so101", cameras={})) == {}

@@ -1,6 +1,7 @@
 """``viewer`` node: the live loop in Rerun's web viewer, served on this machine (127.0.0.1) only.
 
-Subscribes to ``/joint_states`` (the arm in 3D from forward kinematics), ``/cameras/<name>/image_raw``,
+Subscribes to ``/joint_states`` (the arm in 3D from forward kinematics), ``/cameras/<name>/image_raw`` and
+``camera_info`` (the camera's frustum at its optical frame in the 3D view),
 ``/smolvla/predicted_chunk`` (gripper path, inference time), ``/smolvla/queue_ahead`` (the fused queue ahead,
 when the action queue publishes it), ``/smolvla/queue_status`` (g, latency, idle ticks, queue size),
 ``/joint_commands`` and ``/robot_description`` (which arm), and logs them with
@@ -84,7 +85,7 @@ class ViewerStartupError(RuntimeError):
 def _make_node() -> Any:
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
-    from sensor_msgs.msg import Image, JointState
+    from sensor_msgs.msg import CameraInfo, Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
     from smolvla_common import robot_description
@@ -119,6 +120,12 @@ def _make_node() -> Any:
                     Image,
                     f"/cameras/{cam}/image_raw",
                     lambda m, c=cam: self._on_image(c, m),
+                    qos_profile_sensor_data,
+                )
+                self.create_subscription(
+                    CameraInfo,
+                    f"/cameras/{cam}/camera_info",
+                    self._wrap(lambda m, c=cam: self.log.camera_info(c, m)),
                     qos_profile_sensor_data,
                 )
             self.create_subscription(

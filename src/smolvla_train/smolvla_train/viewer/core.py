@@ -11,6 +11,9 @@ What is logged where (entity paths; 3D entities are in ``base_link``, REP 103/10
                                       as a line strip (grey) and points; ``world/arm/tcp`` the gripper
 ``world/chunk``                       the last predicted chunk as a gripper path (green line, points)
 ``world/queue``                       the fused queue ahead (orange line), from ``/smolvla/queue_ahead``
+``world/cameras/<name>``              each camera's optical frame (REP 103: z forward, x right, y down) from
+                                      forward kinematics and the camera mounts of ``/robot_description``
+                                      (so_arm_description.cameras); with its ``camera_info`` a frustum
 ``cameras/<name>``                    camera images (JPEG-compressed unless ``jpeg_quality`` is 0)
 ``plots/threshold_g``                 threshold g in force (``/smolvla/queue_status``)
 ``plots/latency_ms``                  round trip of the last request; ``plots/inference_ms`` chunk time
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from so_arm_description import kinematics
+from so_arm_description.cameras import CameraMount, camera_frames, default_mounts, optical_frame
 from so_arm_description.joints import JOINT_NAMES
 
 #: Timeline of every log (seconds).
@@ -38,6 +42,9 @@ TIMELINE = "time"
 ARM = "world/arm"
 CHUNK = "world/chunk"
 QUEUE = "world/queue"
+WORLD_CAMERAS = "world/cameras"
+#: distance of the image plane drawn in a camera frustum [m]
+FRUSTUM_DEPTH = 0.05
 CAMERAS = "cameras"
 PLOTS = "plots"
 JOINTS = "joints"
@@ -138,6 +145,9 @@ class ViewerLog:
         self.jpeg_quality = int(jpeg_quality)
         self.stats = ViewerStats()
         self._last_chunk: tuple[int, np.ndarray] | None = None
+        #: camera name -> mount (the simulator's until /robot_description names the arm's cameras)
+        self.camera_mounts: dict[str, CameraMount] = default_mounts(robot)
+        self._pinholes: dict[str, tuple[float, ...]] = {}
         rr = _rr()
         self.rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
         for name, color in (("threshold_g", (60, 120, 255)), ("latency_ms", (255, 80, 80))):
@@ -166,9 +176,26 @@ class ViewerLog:
             rr.Transform3D(translation=tcp[:3, 3], mat3x3=tcp[:3, :3]),
             rr.TransformAxes3D(axis_length=0.05),
         )
+        self._camera_poses(q)
         for name, value in zip(JOINT_NAMES, q):
             self.rec.log(f"{JOINTS}/{name}", rr.Scalars(float(value)))
         self.stats.count("arm")
+
+    def _camera_poses(self, q: np.ndarray) -> None:
+        """Each camera's optical frame at ``world/cameras/<name>`` (the frame of its images' frame_id)."""
+        rr = _rr()
+        try:
+            poses = camera_frames(q, self.robot, self.camera_mounts)
+        except ValueError:  # a mount on a link this arm's chain lacks
+            self.stats.count("camera poses", ok=False)
+            return
+        for name in self.camera_mounts:
+            pose = poses[optical_frame(name)]
+            self.rec.log(
+                f"{WORLD_CAMERAS}/{name}",
+                rr.Transform3D(translation=pose[:3, 3], mat3x3=pose[:3, :3]),
+                rr.TransformAxes3D(axis_length=0.03),
+            )
 
     def path(self, entity: str, actions: np.ndarray, color: tuple[int, int, int]) -> None:
         """A gripper path: forward kinematics of each action (N, 6) as a line strip with points."""
@@ -223,6 +250,34 @@ class ViewerLog:
             return
         self.image(camera, arr)
 
+    def camera_info(self, camera: str, msg: Any) -> None:
+        """sensor_msgs/CameraInfo: the camera's frustum (pinhole K, image size) in the 3D view, logged when
+        it changes."""
+        try:
+            k = np.asarray(list(msg.k), dtype=np.float64).reshape(3, 3)
+            size = (int(msg.width), int(msg.height))
+        except (TypeError, ValueError):
+            self.stats.count(f"camera_info {camera}", ok=False)
+            return
+        if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0 or min(size) <= 0:
+            self.stats.count(f"camera_info {camera}", ok=False)
+            return
+        key = (*k.reshape(-1).tolist(), *size)
+        if self._pinholes.get(camera) == key:
+            return
+        self._pinholes[camera] = key
+        rr = _rr()
+        self.rec.log(
+            f"{WORLD_CAMERAS}/{camera}",
+            rr.Pinhole(
+                image_from_camera=k,
+                resolution=list(size),
+                camera_xyz=rr.ViewCoordinates.RDF,  # the optical frame: x right, y down, z forward
+                image_plane_distance=FRUSTUM_DEPTH,
+            ),
+        )
+        self.stats.count(f"camera_info {camera}")
+
     def compressed_image(self, camera: str, msg: Any) -> None:
         rr = _rr()
         fmt = str(msg.format).lower()
@@ -263,9 +318,11 @@ class ViewerLog:
             self.rec.log(f"action/{name}", _rr().Scalars(float(value)))
 
     def robot_description(self, urdf_text: str) -> None:
-        from so_arm_description.robot_model import robot_from_urdf
+        from so_arm_description.robot_model import camera_mounts_from_urdf, robot_from_urdf
 
         try:
             self.robot = robot_from_urdf(urdf_text, default=self.robot)
+            # the cameras where this arm's description puts them (a description without cameras: defaults)
+            self.camera_mounts = camera_mounts_from_urdf(urdf_text) or default_mounts(self.robot)
         except ValueError:
             self.stats.count("robot_description", ok=False)

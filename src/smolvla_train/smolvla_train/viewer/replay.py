@@ -74,6 +74,9 @@ def log_bag(log: ViewerLog, path: Path, offset_s: float = 0.0, progress: bool = 
                 handlers[name] = lambda m, c=cam[0]: log.camera_image(c, m)
             elif cam is not None and t == "sensor_msgs/msg/CompressedImage":
                 handlers[name] = lambda m, c=cam[0]: log.compressed_image(c, m)
+            elif t == "sensor_msgs/msg/CameraInfo" and name.startswith("/cameras/") and name.count("/") == 3:
+                info_camera = name.split("/")[2]
+                handlers[name] = lambda m, c=info_camera: log.camera_info(c, m)
             elif t == "sensor_msgs/msg/JointState" and name == "/joint_states":
                 handlers[name] = log.joint_state
             elif t == "trajectory_msgs/msg/JointTrajectory" and name == "/joint_commands":
