@@ -28,6 +28,18 @@ from smolvla_train.recording.bag import BagError, list_bags, list_partials, read
 from smolvla_train.recording.recorder import EpisodeRecorder, RecorderConfig  # noqa: E402
 from smolvla_train.recording.typedefs import TypeLibrary, ament_prefixes  # noqa: E402
 
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 QOS = Qos(
     QosHistory.KEEP_LAST,
     10,
@@ -241,6 +253,104 @@ def test_sequence_gaps_and_middleware_losses_are_counted(tmp_path: Path) -> None
     assert res.lost_by_topic == {"/joint_states": 2, "/cameras/top/image_raw": 3}
     meta = yaml.safe_load((Path(res.bag_path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["custom_data"]["smolvla.dropped"] == "5"
+
+
+def _numbers(bag: Path, topic: str = "/joint_states") -> list[tuple[int, int]]:
+    """(log time, message number) of ``topic`` (the number is position[0] of _joint_state)."""
+    with AnyReader([bag]) as reader:
+        return [
+            (t, int(reader.deserialize(raw, c.msgtype).position[0]))
+            for c, t, raw in reader.messages()
+            if c.topic == topic
+        ]
+
+
+def test_no_message_lost_at_episode_start_while_the_bag_opens(tmp_path: Path) -> None:
+    """Issue 11: messages received while the episode's bag was being created (seconds on a loaded machine)
+    were dropped without a trace; the episode runs from its start on, its messages wait for the opening."""
+    import threading
+
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path)))
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    entered, release = threading.Event(), threading.Event()
+
+    def stall() -> None:  # a slow disk: the writer thread cannot create the bag yet
+        entered.set()
+        release.wait(60.0)
+
+    threading.Thread(target=lambda: rec._call(stall, 60.0), daemon=True).start()
+    assert entered.wait(10.0)
+    started = threading.Thread(target=lambda: rec.start("task", T0), daemon=True)
+    started.start()
+    wait_until(lambda: rec.recording, 5.0)  # the episode runs while its bag is not open yet
+    for i in range(1, 11):  # received after the start, while the bag is being opened
+        rec.on_message("/joint_states", _joint_state(i), T0 + i * 10_000_000, seq=i)
+    release.set()
+    started.join(10.0)
+    res = rec.end(T0 + 10**9)
+    rec.close()
+    assert res.error == "" and res.dropped == 0
+    assert _numbers(Path(res.bag_path)) == [(T0 + i * 10_000_000, i) for i in range(1, 11)]
+
+
+def test_episode_is_its_receive_time_window_and_end_drains_late_messages(tmp_path: Path) -> None:
+    """Issue 11: callbacks lag behind the middleware on a loaded machine. A message belongs to the episode
+    its *receive* time falls into, whenever its callback runs: received before the start -> not in the bag;
+    received before the end but handed over late (during the drain) -> in the bag; after the end -> not."""
+    clock = [T0]
+    late: list[tuple[int, int]] = []  # (number, receive time) still inside the middleware at the end
+    drained: list[float] = []
+
+    def drain(timeout: float) -> bool:  # what the node's subscription thread does at the end
+        drained.append(timeout)
+        for i, t in late:
+            rec.on_message("/joint_states", _joint_state(i), t, seq=i, publisher=b"A")
+        return True
+
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path)), clock=lambda: clock[0], drain=drain)
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    rec.on_message("/joint_states", _joint_state(1), T0 - 20_000_000, seq=1, publisher=b"A")
+    assert rec.start("task") == 0
+    assert rec.episode_start_ns == T0
+    # handed over after the start, received before it (lag): not part of the episode
+    rec.on_message("/joint_states", _joint_state(2), T0 - 10_000_000, seq=2, publisher=b"A")
+    for i in range(3, 8):  # received during the episode
+        rec.on_message("/joint_states", _joint_state(i), T0 + i * 10_000_000, seq=i, publisher=b"A")
+    # still in the middleware when the episode ends: two received before the end, one after it
+    late.extend([(8, T0 + 80_000_000), (9, T0 + 90_000_000), (10, T0 + 110_000_000)])
+    clock[0] = T0 + 100_000_000
+    res = rec.end(outcome="success")
+    rec.close()
+    assert drained and res.drained and res.dropped == 0
+    assert (res.start_ns, res.end_ns) == (T0, T0 + 100_000_000)
+    assert _numbers(Path(res.bag_path)) == [(T0 + i * 10_000_000, i) for i in range(3, 10)]
+    meta = yaml.safe_load((Path(res.bag_path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"]["smolvla.end_ns"] == str(T0 + 100_000_000)
+    assert "smolvla.drained" not in meta["custom_data"]
+
+
+def test_sequence_gaps_are_counted_per_publisher_and_by_receive_time(tmp_path: Path) -> None:
+    """Two publishers on one topic (their numbers interleave: no gap), a gap inside the episode (counted
+    whole), a gap across the start (only the part whose interpolated receive times fall into the window)."""
+    clock = [T0]
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path)), clock=lambda: clock[0])
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    ms = 1_000_000
+    # publisher A: 1 received at T0-50ms, 2..10 lost, 11 at T0+50ms: the 9 missing ones spread evenly
+    # (T0-50+10k ms, k=1..9: T0-40 .. T0+40 ms); the 5 at T0 .. T0+40 ms fall into the window
+    rec.on_message("/joint_states", _joint_state(1), T0 - 50 * ms, seq=1, publisher=b"A")
+    rec.start("task")
+    rec.on_message("/joint_states", _joint_state(11), T0 + 50 * ms, seq=11, publisher=b"A")
+    # publisher B interleaves with its own numbering: no gap
+    for k, i in enumerate(range(100, 104)):
+        rec.on_message("/joint_states", _joint_state(i), T0 + (51 + k) * ms, seq=k + 1, publisher=b"B")
+    rec.on_message("/joint_states", _joint_state(12), T0 + 60 * ms, seq=12, publisher=b"A")
+    rec.on_message("/joint_states", _joint_state(15), T0 + 90 * ms, seq=15, publisher=b"A")  # 13, 14 lost
+    clock[0] = T0 + 200 * ms
+    res = rec.end()
+    rec.close()
+    assert res.lost_by_topic == {"/joint_states": 5 + 2} and res.dropped == 7
+    assert [i for _, i in _numbers(Path(res.bag_path))] == [11, 100, 101, 102, 103, 12, 15]
 
 
 def test_discard_last_moves_the_bag_away_and_reuses_its_index(tmp_path: Path) -> None:
