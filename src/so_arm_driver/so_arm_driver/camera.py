@@ -9,6 +9,12 @@
 - Dropped frames: a publish tick of the requested rate that passed without a frame counts as dropped
   (:class:`FramePacer`); read errors and reconnects are counted too (:class:`CameraStats`).
 - :func:`pinhole_intrinsics` / :func:`load_calibration` provide the camera_info contents.
+- Faults (issue 19): a frame in a layout or type that cannot be converted (wrong encoding: 2 channels,
+  float64, empty, ...) is skipped and counted (``bad_frames``, the reason in ``bad_frame_reason``); only
+  ``max_read_errors`` of them in a row close and reopen the device (the format is negotiated again).
+  Frozen frames (a device or driver that repeats one image: identical pixels for ``frozen_timeout`` s;
+  devices and streams only, a still video file is what it is) are counted in ``frozen_s`` and still
+  delivered; the node reports them. ``last_frame_monotonic`` tells a stalled device (no frames at all).
 
 Only video files and injected captures can be exercised on the build machine (no /dev/video*); a USB camera
 path could not be tested here.
@@ -76,6 +82,8 @@ class CameraConfig:
     fourcc: str = "MJPG"  # devices only; "" = driver default
     #: consecutive failed reads of a device/stream before it is closed and reopened
     max_read_errors: int = 3
+    #: identical frames for this long (s) are reported as frozen (devices and streams; 0 = off)
+    frozen_timeout: float = 2.0
 
     def validate(self) -> str | None:
         """Return a reason if the configuration is invalid, else None."""
@@ -102,6 +110,8 @@ class CameraConfig:
             return f"fourcc must have 4 characters or be empty, got '{self.fourcc}'"
         if self.max_read_errors < 1:
             return "max_read_errors must be >= 1"
+        if not (math.isfinite(self.frozen_timeout) and self.frozen_timeout >= 0.0):
+            return f"frozen_timeout must be >= 0, got {self.frozen_timeout}"
         return None
 
 
@@ -133,6 +143,10 @@ class CameraStats:
     message: str = ""
     source_size: tuple[int, int] | None = None  # (width, height) of the source frames
     last_stamp_ns: int | None = None
+    last_frame_monotonic: float | None = None  # time.monotonic() of the last delivered frame
+    bad_frames: int = 0  # frames in a layout/type that cannot be converted (skipped)
+    bad_frame_reason: str = ""
+    frozen_s: float = 0.0  # s the source has been repeating one identical image (0: not frozen)
 
 
 class FramePacer:
@@ -189,6 +203,26 @@ def _default_capture_factory(kind: SourceKind, target: int | str) -> VideoCaptur
     if kind is SourceKind.DEVICE:
         return cv2.VideoCapture(target, cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY)
     return cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+
+
+def frame_problem(frame: object) -> str | None:
+    """Why ``frame`` cannot be converted by :func:`to_rgb` (None if it can): a wrong encoding from a device
+    (e.g. raw YUYV with 2 channels, a float or signed image, a flat buffer, an empty image)."""
+    if not isinstance(frame, np.ndarray):
+        return f"not an image array: {type(frame).__name__}"
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        return f"unsupported layout {tuple(frame.shape)} (expected H x W, H x W x 1, 3 or 4)"
+    if frame.size == 0:
+        return f"empty image {tuple(frame.shape)}"
+    if frame.dtype not in (np.uint8, np.uint16):
+        return f"unsupported pixel type {frame.dtype} (expected uint8 or uint16)"
+    return None
+
+
+def _fingerprint(frame: np.ndarray) -> int:
+    """A cheap hash of a subsampled frame (frozen-frame detection: a live sensor never repeats exactly)."""
+    step = max(1, min(frame.shape[0], frame.shape[1]) // 32)
+    return hash(frame[::step, ::step].tobytes())
 
 
 def to_rgb(frame: np.ndarray, width: int = 0, height: int = 0) -> np.ndarray:
@@ -254,7 +288,14 @@ class CameraStream:
 
     def update(self, **changes: Any) -> None:
         """Change ``fps``, ``loop``, ``reconnect_period``, ``max_reconnect_period``, ``max_read_errors``."""
-        allowed = {"fps", "loop", "reconnect_period", "max_reconnect_period", "max_read_errors"}
+        allowed = {
+            "fps",
+            "loop",
+            "reconnect_period",
+            "max_reconnect_period",
+            "max_read_errors",
+            "frozen_timeout",
+        }
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)} while running")
@@ -351,6 +392,9 @@ class CameraStream:
         backoff = self._config.reconnect_period
         frames_this_pass = 0
         consecutive_errors = 0
+        bad_in_a_row = 0  # frames that could not be converted, in a row
+        last_print: int | None = None  # fingerprint of the last frame and since when it repeats
+        same_since: float | None = None
         while not self._stop.is_set():
             try:
                 if self._cap is None:
@@ -363,7 +407,8 @@ class CameraStream:
                         backoff = min(backoff * 2.0, self._config.max_reconnect_period)
                         continue
                     backoff = self._config.reconnect_period
-                    frames_this_pass = consecutive_errors = 0
+                    frames_this_pass = consecutive_errors = bad_in_a_row = 0
+                    last_print = same_since = None
                     with self._lock:
                         if self._opened_once:
                             self._stats.reconnects += 1
@@ -412,13 +457,43 @@ class CameraStream:
                         self._stats.read_errors += 1
                     continue
                 cfg = self._config
-                rgb = to_rgb(raw, cfg.width, cfg.height)
+                problem = frame_problem(raw)
+                if problem is None:
+                    try:
+                        rgb = to_rgb(raw, cfg.width, cfg.height)
+                    except Exception as exc:  # noqa: BLE001 (cv2.error: a frame OpenCV cannot convert)
+                        problem = f"cannot convert: {exc}".strip()[:200]
+                if problem is not None:  # wrong encoding: skip the frame; a run of them reopens the device
+                    bad_in_a_row += 1
+                    with self._lock:
+                        self._stats.bad_frames += 1
+                        self._stats.bad_frame_reason = problem
+                    if bad_in_a_row >= cfg.max_read_errors:
+                        self._release()
+                        self._set_state(
+                            CameraState.DISCONNECTED,
+                            f"{self.kind.value} '{self.target}' delivers frames that cannot be converted "
+                            f"({problem}); reopening in {backoff:.1f} s",
+                        )
+                        self._sleep(backoff)
+                        backoff = min(backoff * 2.0, cfg.max_reconnect_period)
+                    continue
+                bad_in_a_row = 0
+                frozen = 0.0
+                if self.kind is not SourceKind.FILE and cfg.frozen_timeout > 0:
+                    fp = _fingerprint(raw)
+                    if fp != last_print:
+                        last_print, same_since = fp, now
+                    elif same_since is not None and now - same_since >= cfg.frozen_timeout:
+                        frozen = now - same_since
                 with self._lock:
                     dropped = self._pacer.accept(now)
                     self._stats.frames += 1
                     self._stats.dropped += dropped
                     self._stats.source_size = (int(raw.shape[1]), int(raw.shape[0]))
                     self._stats.last_stamp_ns = stamp
+                    self._stats.last_frame_monotonic = now
+                    self._stats.frozen_s = frozen
                     seq = self._stats.frames
                 try:
                     self._on_frame(Frame(image=rgb, stamp_ns=stamp, seq=seq, dropped=dropped))

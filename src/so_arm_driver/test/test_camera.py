@@ -352,3 +352,117 @@ def test_live_update(video: Path, streams):
     with pytest.raises(ValueError, match="fps"):
         stream.update(fps=-1.0)
     assert wait_for(lambda: col.count() >= 3, timeout=30)
+
+
+class ScriptedDevice:
+    """A stand-in for a USB camera (none exists here): ``frames(k)`` gives the k-th image the device delivers
+    (any array: wrong encodings included); no frame is converted or checked by it."""
+
+    def __init__(self, frames) -> None:  # type: ignore[no-untyped-def]
+        self.frames = frames
+        self.k = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV API)
+        return True
+
+    def grab(self) -> bool:
+        self.k += 1
+        threading.Event().wait(0.002)  # a device paces its frames
+        return True
+
+    def retrieve(self):
+        return True, self.frames(self.k)
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def _image(level: int) -> np.ndarray:
+    return np.full((SRC_H, SRC_W, 3), level % 256, np.uint8)
+
+
+def test_frame_in_an_unsupported_format_reopened_the_device(streams):
+    """Regression (issue 19, camera faults): one frame in a wrong encoding (raw YUYV with 2 channels, float64,
+    a flat buffer, empty) raised out of to_rgb into the capture loop's catch-all: the device was closed and
+    reopened (DISCONNECTED, backoff) for one bad frame. It is skipped and counted; the stream goes on."""
+    bad = [
+        np.zeros((SRC_H, SRC_W, 2), np.uint8),
+        np.zeros((SRC_H, SRC_W, 3), np.float64),
+        np.zeros(SRC_H * SRC_W * 3, np.uint8),
+        np.zeros((0, SRC_W, 3), np.uint8),
+    ]
+    created = []
+
+    def factory(kind, target):  # type: ignore[no-untyped-def]
+        dev = ScriptedDevice(lambda k: bad[k % 4] if k % 5 == 0 else _image(k))
+        created.append(dev)
+        return dev
+
+    col = Collector()
+    config = CameraConfig(source="0", fps=1000.0, width=0, height=0, reconnect_period=0.02)
+    stream = streams(config, col, capture_factory=factory)
+    assert wait_for(lambda: stream.stats().bad_frames >= 8 and col.count() >= 30, timeout=30)
+    stats = stream.stats()
+    assert len(created) == 1 and stats.reconnects == 0 and stats.state is CameraState.STREAMING
+    assert not col.seen(CameraState.DISCONNECTED)
+    assert stats.bad_frame_reason
+    assert all(f.image.shape == (SRC_H, SRC_W, 3) and f.image.dtype == np.uint8 for f in col.frames[:30])
+
+
+def test_device_with_a_wrong_encoding_only_is_reopened_and_reported(streams):
+    """Only bad frames (a format the node cannot convert): after max_read_errors in a row the device is
+    reopened (the format negotiated again) and the reason is reported; the stream never raises."""
+    created = []
+
+    def factory(kind, target):  # type: ignore[no-untyped-def]
+        dev = ScriptedDevice(lambda k: np.zeros((SRC_H, SRC_W, 2), np.uint8))
+        created.append(dev)
+        return dev
+
+    col = Collector()
+    config = CameraConfig(source="0", fps=1000.0, reconnect_period=0.02, max_reconnect_period=0.04)
+    stream = streams(config, col, capture_factory=factory)
+    assert wait_for(lambda: len(created) >= 3, timeout=30)
+    assert col.seen(CameraState.DISCONNECTED, "cannot be converted") and col.count() == 0 and stream.running
+    assert "unsupported layout" in stream.stats().bad_frame_reason
+
+
+def test_frozen_device_is_reported_and_still_served(streams):
+    """A device (or driver) that repeats one identical image: frozen_s counts how long once frozen_timeout
+    passed; frames are still delivered; frozen_s returns to 0 when the images change again."""
+    state = {"frozen": False}
+
+    def frames(k: int) -> np.ndarray:
+        return _image(7) if state["frozen"] else _image(k)
+
+    col = Collector()
+    config = CameraConfig(source="0", fps=1000.0, frozen_timeout=0.2)
+    stream = streams(config, col, capture_factory=lambda kind, target: ScriptedDevice(frames))
+    assert wait_for(lambda: col.count() >= 20, timeout=30)
+    assert stream.stats().frozen_s == 0.0
+    state["frozen"] = True
+    assert wait_for(lambda: stream.stats().frozen_s > 0.0, timeout=30)
+    n = col.count()
+    assert wait_for(lambda: col.count() > n + 10, timeout=30)  # still served
+    state["frozen"] = False
+    assert wait_for(lambda: stream.stats().frozen_s == 0.0, timeout=30)
+    assert stream.stats().state is CameraState.STREAMING
+
+
+def test_video_file_is_never_frozen(tmp_path: Path, streams):
+    """A still video file is what it is: the frozen check is for devices and streams."""
+    path = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (SRC_W, SRC_H))
+    for _ in range(4):
+        writer.write(np.full((SRC_H, SRC_W, 3), 90, np.uint8))
+    writer.release()
+    col = Collector()
+    stream = streams(CameraConfig(source=str(path), fps=500.0, frozen_timeout=0.01), col)
+    assert wait_for(lambda: col.count() >= 40, timeout=30)
+    assert stream.stats().frozen_s == 0.0

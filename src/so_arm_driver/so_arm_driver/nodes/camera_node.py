@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.exceptions import ParameterException
@@ -34,7 +35,7 @@ from so_arm_driver.camera import (
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # parameters that change the running stream without a restart
-_LIVE = {"fps", "loop", "reconnect_period", "max_reconnect_period"}
+_LIVE = {"fps", "loop", "reconnect_period", "max_reconnect_period", "frozen_timeout"}
 
 
 def _name(value: str) -> str | None:
@@ -140,6 +141,14 @@ PARAMETERS = ParameterTable(
         ),
         Param("max_reconnect_period", 10.0, "Longest reconnect delay [s].", "double", 0.01, 600.0),
         Param(
+            "frozen_timeout",
+            2.0,
+            "Devices and streams: identical frames for this long [s] are reported as frozen (WARN); 0 = off.",
+            "double",
+            0.0,
+            600.0,
+        ),
+        Param(
             "fourcc",
             "MJPG",
             "Devices: FOURCC to request ('MJPG' lets USB cameras deliver 640x480 at 30 fps; '' = driver "
@@ -200,9 +209,12 @@ class CameraNode(Node):
             reconnect_period=p["reconnect_period"],
             max_reconnect_period=p["max_reconnect_period"],
             fourcc=p["fourcc"],
+            frozen_timeout=p["frozen_timeout"],
         )
         self._diag_lock = threading.Lock()
         self._last_diag = (0, 0)  # frames, dropped at the previous diagnostics
+        self._last_bad = 0  # frames that could not be converted, at the previous diagnostics
+        self._frozen_logged = False
         self._last_diag_time = self.get_clock().now()
         self.stream = CameraStream(
             config,
@@ -270,24 +282,54 @@ class CameraNode(Node):
             frames0, dropped0 = self._last_diag
             elapsed = max((now - self._last_diag_time).nanoseconds * 1e-9, 1e-9)
             self._last_diag, self._last_diag_time = (stats.frames, stats.dropped), now
+            new_bad, self._last_bad = stats.bad_frames - self._last_bad, stats.bad_frames
         new_frames, new_dropped = stats.frames - frames0, stats.dropped - dropped0
+        logger = self.get_logger()
         if new_dropped > 0:
-            self.get_logger().warning(
+            logger.warning(
                 f"camera '{self.camera_name}': dropped {new_dropped} frame(s) in the last {elapsed:.1f} s "
                 f"({stats.dropped} in total)"
             )
+        if new_bad > 0:
+            logger.warning(
+                f"camera '{self.camera_name}': skipped {new_bad} frame(s) that cannot be converted in the "
+                f"last {elapsed:.1f} s ({stats.bad_frame_reason})"
+            )
+        frozen = stats.frozen_s > 0 and stats.state is CameraState.STREAMING
+        if frozen != self._frozen_logged:
+            self._frozen_logged = frozen
+            if frozen:
+                logger.warning(
+                    f"camera '{self.camera_name}': frames frozen, the source repeats one identical image "
+                    f"({stats.frozen_s:.1f} s)"
+                )
+            else:
+                logger.info(f"camera '{self.camera_name}': frames change again")
+        age = (
+            None
+            if stats.last_frame_monotonic is None
+            else max(0.0, time.monotonic() - stats.last_frame_monotonic)
+        )
+        stalled = age is not None and age > max(1.0, 5.0 / self.stream.config.fps)
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: camera {self.camera_name}"
         status.hardware_id = str(self.stream.target)
         if stats.state is CameraState.STREAMING:
-            status.level = (
-                DiagnosticStatus.WARN if (new_dropped > 0 or self._calibration_error) else DiagnosticStatus.OK
-            )
-            status.message = (
-                f"streaming; dropped {new_dropped} frame(s) in the last period"
-                if new_dropped
-                else (self._calibration_error or "streaming")
-            )
+            problems = []
+            if stalled:
+                problems.append(f"no frame for {age:.1f} s (device stalled?)")
+            if frozen:
+                problems.append(f"frames frozen: one identical image for {stats.frozen_s:.1f} s")
+            if new_bad:
+                problems.append(
+                    f"skipped {new_bad} frame(s) that cannot be converted ({stats.bad_frame_reason})"
+                )
+            if new_dropped:
+                problems.append(f"dropped {new_dropped} frame(s) in the last period")
+            if self._calibration_error:
+                problems.append(self._calibration_error)
+            status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+            status.message = "streaming; " + "; ".join(problems) if problems else "streaming"
         elif stats.state is CameraState.ENDED:
             status.level, status.message = DiagnosticStatus.WARN, stats.message
         elif stats.state is CameraState.STARTING:
@@ -305,6 +347,9 @@ class CameraNode(Node):
             "open_failures": stats.open_failures,
             "reconnects": stats.reconnects,
             "loops": stats.loops,
+            "bad_frames": stats.bad_frames,
+            "frozen_s": f"{stats.frozen_s:.1f}",
+            "last_frame_age_s": "" if age is None else f"{age:.2f}",
             "source_size": ""
             if stats.source_size is None
             else f"{stats.source_size[0]}x{stats.source_size[1]}",
