@@ -1,12 +1,15 @@
 """episode_recorder as an installed executable: the action, its end service, cancel, discard-last, refusals.
 
 A publisher in the test process sends numbered messages; a bag must hold an unbroken run of them (the
-publisher's numbering is the reference), the latched topic once at the start of every episode.
+publisher's numbering is the reference) or report every gap in ``dropped``, the latched topic once at the
+start of every episode.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -30,10 +33,10 @@ from smolvla_train.recording.bag import list_bags  # noqa: E402
 
 
 class Client:
-    def __init__(self, context, executor) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, context, executor, depth: int = 50) -> None:  # type: ignore[no-untyped-def]
         self.node = rclpy.create_node("recorder_test_client", context=context)
         self.pub = self.node.create_publisher(
-            String, "/numbers", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            String, "/numbers", QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         )
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -45,6 +48,7 @@ class Client:
         self.discard = self.node.create_client(Trigger, "/episode_recorder/discard_last")
         self.feedback: list = []
         self.sent = 0
+        self.published = 0  # the last number whose publish() returned
         self._stop = threading.Event()
         executor.add_node(self.node)
         self.thread = threading.Thread(target=self._publish, daemon=True)
@@ -54,6 +58,7 @@ class Client:
         while not self._stop.is_set():
             self.sent += 1
             self.pub.publish(String(data=str(self.sent)))
+            self.published = self.sent
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -89,13 +94,6 @@ def _assert_unbroken(msgs: dict[str, list]) -> int:
     return len(numbers)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue 11): at the end of session 2 the recorder intermittently lost /numbers "
-    "messages "
-    "at 100 Hz (gaps in the bag, reported as dropped in episode 1, unreported in episode 2), also on an idle "
-    "machine; root cause not found yet",
-)
 def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, run_node) -> None:  # type: ignore[no-untyped-def]
     rec = run_node(
         "smolvla_train",
@@ -117,11 +115,15 @@ def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, ru
         assert handle.accepted
         assert not client.send("second at once").accepted  # one episode at a time
         result = client.wait(handle.get_result_async()).result
-        assert result.error == "" and result.outcome == "unknown" and result.dropped == 0
+        assert result.error == "" and result.outcome == "unknown"
         assert result.duration >= 1.5 and client.feedback and client.feedback[-1].feedback.elapsed > 0.5
         meta, msgs = _read(Path(result.bag_path))
-        n = _assert_unbroken(msgs)
-        assert dict(zip(result.topics, result.message_counts))["/numbers"] == n > 50
+        # DDS itself can lose messages on a loaded machine (a publisher's history overflows while the
+        # recorder process gets no CPU); the recorder must report every gap (issue 11)
+        n = len(msgs["/numbers"]) if result.dropped else _assert_unbroken(msgs)
+        assert _missing(msgs) <= result.dropped, (_missing(msgs), result.dropped)
+        assert dict(zip(result.topics, result.message_counts))["/numbers"] == n
+        assert n + result.dropped > 50
         assert [d for _, d in msgs["/robot_description"]] == ["<robot name='test'/>"]
         assert meta["custom_data"]["smolvla.task"] == "stack the blocks"
         # 2: ended through ~/end_episode (failure): the service answers with the saved bag
@@ -136,8 +138,7 @@ def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, ru
             meta["custom_data"]["smolvla.outcome"] == "failure"
             and meta["custom_data"]["smolvla.episode_index"] == "1"
         )
-        # on a loaded machine messages can be lost in DDS at the start of an episode (seen in CI: 26 of
-        # 31); the recorder must never lose them silently: every gap is in the reported drop count
+        # every gap is in the reported drop count (issue 11: none may be lost silently)
         assert _missing(msgs) <= result.dropped, (_missing(msgs), result.dropped)
         events = [json.loads(d) for _, d in msgs["/smolvla/episode"]]
         assert [e["event"] for e in events] == ["start", "end"]
@@ -160,6 +161,62 @@ def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, ru
         assert result.bag_path == "" and "task" in result.error
         response = client.wait(client.end.call_async(SetBool.Request(data=True)))
         assert not response.success and "no episode" in response.message
+        assert rec.alive()
+    finally:
+        client.stop()
+
+
+def _freeze(proc, seconds: float, client: Client) -> int:  # type: ignore[no-untyped-def]
+    """The recorder process gets no CPU for ``seconds`` (a loaded machine): its DDS threads stop too, what
+    is published meanwhile waits in its shared-memory port and is received when it runs again, ahead of
+    anything sent later; its callbacks then lag behind. Returns the last number published before it ran."""
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+        return client.published
+    finally:
+        os.kill(proc.proc.pid, signal.SIGCONT)
+
+
+def test_no_message_lost_at_episode_boundaries_when_the_recorder_lags_at_100hz(  # type: ignore[no-untyped-def]
+    tmp_path: Path, ros_context, ros_executor, run_node
+) -> None:
+    """Issue 11: at 100 Hz the recorder lost messages at the episode boundaries without reporting them. Its
+    callbacks lag behind the middleware when it is short of CPU; the episode used to be whatever the callbacks
+    handed over between start and end, so messages received before the end but handed over after it were
+    dropped silently (tail) and messages received before the start were recorded (head). Here the recorder is
+    frozen (SIGSTOP) right before each start (0.3 s) and each end (1.5 s: 150 messages wait in its port and
+    its history): every /numbers message published before the end was requested must be in the bag or
+    counted as dropped, and none received outside the episode window ([smolvla.start_ns, smolvla.end_ns])
+    may be in it."""
+    rec = run_node(
+        "smolvla_train",
+        "episode_recorder",
+        parameters={"out_dir": str(tmp_path), "topics": ["/numbers"], "queue_depth": 1000},
+    )
+    client = Client(ros_context, ros_executor, depth=1000)
+    try:
+        assert client.action.wait_for_server(timeout_sec=30.0)
+        assert rec.wait_for_output("subscribed /numbers")
+        for k in range(3):
+            _freeze(rec, 0.3, client)  # lagging at the start: a backlog received before the start
+            handle = client.send(f"episode {k}")
+            assert handle.accepted
+            time.sleep(0.5)
+            published = _freeze(rec, 1.5, client)  # lagging at the end: a backlog received before the end
+            response = client.wait(client.end.call_async(SetBool.Request(data=True)))
+            result = client.wait(handle.get_result_async()).result
+            assert response.success and result.error == "", (response.message, result.error)
+            meta, msgs = _read(Path(result.bag_path))
+            start_ns = int(meta["custom_data"]["smolvla.start_ns"])
+            end_ns = int(meta["custom_data"]["smolvla.end_ns"])
+            stamps = [t for t, _ in msgs["/numbers"]]
+            numbers = {int(d) for _, d in msgs["/numbers"]}
+            assert start_ns <= min(stamps) and max(stamps) <= end_ns, "a message from outside the window"
+            missing = set(range(min(numbers), published + 1)) - numbers
+            assert len(missing) <= result.dropped, (sorted(missing), result.dropped)
+            assert _missing(msgs) <= result.dropped
+            assert "smolvla.drained" not in meta["custom_data"]
         assert rec.alive()
     finally:
         client.stop()
