@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stall", type=float, default=10.0, help="model stall of the stall_model fault [s]")
     p.add_argument(
+        "--camera",
+        action="store_true",
+        help="with --graph: a camera_node on a fake device (a FIFO: no USB camera here) feeds the action "
+        "queue; adds the faults kill_camera, camera_unplug, camera_frozen, camera_garbage, flood_images",
+    )
+    p.add_argument(
         "--skip", action="append", default=[], metavar="FAULT", help="leave this fault out (repeatable)"
     )
     p.add_argument("--rss-period", type=float, default=2.0, help="s between two RSS samples (default 2)")
@@ -102,6 +108,14 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
     if result.over_cap_events:
         events = ", ".join(f"{t:.1f} s id {i} {c:.3f} rad" for t, i, c in result.over_cap_events[:10])
         totals.append(("over-cap goals (first 10)", events))
+    cam = [f for f in result.faults if f.name in ("camera_unplug", "camera_frozen", "camera_garbage")]
+    if cam:
+        totals.append(
+            (
+                "camera faults reported by camera_node on /diagnostics",
+                f"{sum(bool(f.camera_reported) for f in cam)} of {len(cam)} (unplug, frozen, garbage)",
+            )
+        )
     recov = [f.recovery_s for f in result.faults if f.recovery_s is not None]
     if recov:
         totals.append(("recovery time median / max", f"{statistics.median(recov):.2f} / {max(recov):.2f} s"))
@@ -122,6 +136,7 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
     body = [
         f"Run: `benchmarks/soak.py --minutes {args.minutes:g} --period {args.period:g} "
         f"--fault-duration {args.fault_duration:g}{' --graph' if args.graph else ''}"
+        f"{' --camera' if args.camera else ''}"
         f"{''.join(' --skip ' + f for f in args.skip)}` on "
         f"{time.strftime('%Y-%m-%d')}; {machine_line()}",
         "",
@@ -130,6 +145,12 @@ def report(result: fault_soak.SoakResult, args: argparse.Namespace, wall_s: floa
             "policy_server (scripted sinusoid) -> action_queue -> driver."
             if args.graph
             else f"the harness's {args.rate:g} Hz stream -> driver."
+        )
+        + (
+            " Camera: camera_node 'top' on a fake device (a FIFO fed by the harness; no USB camera here), "
+            "its images needed by the action queue."
+            if args.camera
+            else ""
         ),
         "",
         markdown_table(["fault", "injected", "recovered", "median recovery s", "max recovery s"], rows),
@@ -233,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--minutes and --fault-duration must be > 0 and --period > --fault-duration")
     if not args.rss_period > 0:
         raise SystemExit("--rss-period must be > 0")
+    if args.camera and not args.graph:
+        raise SystemExit("--camera needs --graph (the camera feeds the action queue)")
     from tqdm import tqdm
 
     total = args.minutes * 60.0
@@ -259,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             faults=[
                 f
                 for f in ((*fault_soak.FAULTS, *fault_soak.GRAPH_FAULTS) if args.graph else fault_soak.FAULTS)
+                + (fault_soak.CAMERA_FAULTS if args.camera else ())
                 if f not in args.skip
             ],
             graph=args.graph,
+            camera=args.camera,
             stall_s=args.stall,
             rss_period_s=args.rss_period,
         )

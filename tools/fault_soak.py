@@ -15,6 +15,13 @@ injected on a schedule:
 ``kill``           the driver process SIGKILLed, started again after the duration
 =================  ===========================================================================================
 
+With ``graph=True`` the commands come from policy_server (scripted) through action_queue (faults
+``kill_server``, ``stall_model``, ``kill_queue``, ``flood_states``); with ``camera=True`` as well a
+``camera_node`` ("top", fed by the fake device of ``fake_camera.py``: no USB camera here) whose images the
+action queue needs (faults ``kill_camera``, ``camera_unplug``, ``camera_frozen``, ``camera_garbage``,
+``flood_images``: malformed images on /cameras/top/image_raw). Whether the camera node reported each camera
+fault on /diagnostics is counted.
+
 Counted: driver crashes (exits nobody asked for), commands whose change per write exceeds the step cap (from
 every Goal_Position sync write the emulator applied), ticks held (the driver not "following commands" at a
 command tick), per fault whether and how fast the driver recovered (diagnostics OK "following commands",
@@ -48,6 +55,8 @@ import ros_harness
 FAULTS = ("unplug", "brownout", "drop", "garble", "flood", "param_fuzz", "kill")
 #: with ``graph=True`` (policy_server + action_queue produce the commands) besides FAULTS
 GRAPH_FAULTS = ("kill_server", "stall_model", "kill_queue", "flood_states")
+#: with ``camera=True`` (a camera_node on a fake device feeds the action queue)
+CAMERA_FAULTS = ("kill_camera", "camera_unplug", "camera_frozen", "camera_garbage", "flood_images")
 
 #: calibration of the emulated follower (the one the driver tests use)
 CAL = {
@@ -67,6 +76,7 @@ class FaultRecord:
     start: float  # s since the soak started
     clear: float  # when the fault was removed
     recovered_at: float | None = None  # first "following commands" with goals reaching the servos after clear
+    camera_reported: str = ""  # camera faults: the camera node's first non-OK status during the fault
 
     @property
     def recovery_s(self) -> float | None:
@@ -102,7 +112,7 @@ class SoakResult:
     def fault_table(self) -> list[tuple[str, int, int, float, float]]:
         """(fault, injected, recovered, median recovery s, max recovery s) per fault kind."""
         rows = []
-        for name in (*FAULTS, *GRAPH_FAULTS):
+        for name in (*FAULTS, *GRAPH_FAULTS, *CAMERA_FAULTS):
             recs = [f for f in self.faults if f.name == name]
             if not recs:
                 continue
@@ -218,11 +228,16 @@ class _Harness:
         self.states = 0
         self.flooding = False
         self.flooding_states = False
+        self.flooding_images = False
+        self.camera_diag: list[tuple[float, int, str]] = []  # (t, level, message) of the camera node
         self.rate_hz = rate_hz
         self.malformed = _malformed_messages(self.rng)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.node.create_publisher(JointTrajectory, "/joint_commands", qos)
         self.state_pub = self.node.create_publisher(JointState, "/joint_states", 10)
+        from sensor_msgs.msg import Image
+
+        self.image_pub = self.node.create_publisher(Image, "/cameras/top/image_raw", 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.node.create_subscription(JointState, "/joint_states", self._on_state, 50)
         rosout_qos = QoSProfile(
@@ -242,6 +257,11 @@ class _Harness:
 
     def _on_diag(self, msg) -> None:  # type: ignore[no-untyped-def]
         for st in msg.status:
+            if "camera_node: camera" in st.name:
+                level = int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level)
+                with self.lock:
+                    self.camera_diag.append((self.now(), level, st.message))
+                continue
             if "Feetech bus" not in st.name:
                 continue
             values = {kv.key: kv.value for kv in st.values}
@@ -292,6 +312,37 @@ class _Harness:
             elif kind == 4:
                 msg.name, msg.position = list(JOINTS) * 500, [0.1] * 3000  # huge, duplicated names
             self.state_pub.publish(msg)  # kind 5: empty
+
+    def flood_images(self, n: int) -> None:
+        """Malformed images on the camera topic the action queue subscribes to: wrong sizes and steps, unknown
+        and mismatched encodings, empty, huge, zero-sized, stamped far in the future."""
+        from sensor_msgs.msg import Image
+
+        for _ in range(n):
+            msg = Image()
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            msg.header.frame_id = "top_camera_optical_frame"
+            kind = self.rng.randrange(8)
+            msg.height, msg.width, msg.encoding, msg.step = 48, 64, "rgb8", 64 * 3
+            if kind == 0:
+                msg.data = bytes(10)  # too little data for 64x48 rgb8
+            elif kind == 1:
+                msg.encoding, msg.data = "yuv422_yuy2", bytes(64 * 48 * 2)  # an encoding nobody expects
+            elif kind == 2:
+                msg.encoding, msg.data = "no_such_encoding", bytes(64 * 48 * 3)
+            elif kind == 3:
+                msg.height = msg.width = msg.step = 0  # empty
+            elif kind == 4:
+                msg.height, msg.width, msg.step = 2000, 2000, 6000  # huge (12 MB)
+                msg.data = bytes(2000 * 6000)
+            elif kind == 5:
+                msg.step, msg.data = 7, bytes(64 * 48 * 3)  # a step that does not fit
+            elif kind == 6:
+                msg.encoding, msg.data = "32FC1", bytes(64 * 48 * 4)  # a depth image
+            else:
+                msg.data = bytes(64 * 48 * 3)
+                msg.header.stamp.sec += 10**6  # from the far future
+            self.image_pub.publish(msg)
 
     def flood(self, n: int) -> None:
         for _ in range(n):
@@ -366,6 +417,7 @@ def run_soak(
     graph: bool = False,
     stall_s: float = 10.0,
     rss_period_s: float = 2.0,
+    camera: bool = False,
 ) -> SoakResult:
     """Run the soak: one fault every ``period_s`` seconds (cycling through ``faults``), each held for
     ``fault_duration_s``, for ``duration_s`` seconds in total (at least one round of ``faults``)."""
@@ -423,13 +475,34 @@ def run_soak(
             "backend_options": json.dumps({"mode": "sinusoid", "amplitude": 0.3, "period_s": 6.0}),
             "publish_markers": False,
         },
-        "action_queue": {"cameras": [""], "task": "soak", "similarity_epsilon": -1.0, "max_step": 0.5},
+        "action_queue": {
+            "cameras": ["top" if camera else ""],
+            "task": "soak",
+            "similarity_epsilon": -1.0,
+            "max_step": 0.5,
+        },
     }
-    restarts = {"policy_server": 0, "action_queue": 0}
+    restarts = {"policy_server": 0, "action_queue": 0, "camera_node": 0}
+    fake_cam = None
+    if camera:
+        from fake_camera import FifoCamera
+
+        fake_cam = FifoCamera(work / "video0")  # the camera "device": no USB camera here
+        other_params["camera_node"] = {
+            "name": "top",
+            "source": str(fake_cam.path),
+            "fps": 10.0,
+            "width": 64,
+            "height": 48,
+            "reconnect_period": 0.1,
+            "max_reconnect_period": 0.5,
+            "frozen_timeout": 1.0,
+            "diagnostics_period": 0.25,
+        }
 
     def start_other(name: str) -> ros_harness.NodeProcess:
         proc = ros_harness.NodeProcess(
-            "smolvla_policy",
+            "so_arm_driver" if name == "camera_node" else "smolvla_policy",
             name,
             parameters=other_params[name],
             env=env,
@@ -448,6 +521,8 @@ def run_soak(
     if graph:
         start_other("policy_server")
         start_other("action_queue")
+        if camera:
+            start_other("camera_node")
     schedule: list[tuple[float, str]] = []
     n_faults = max(len(faults), int(duration_s // period_s))
     duration_s = max(duration_s, n_faults * period_s)
@@ -515,6 +590,8 @@ def run_soak(
                 harness.flood(6)  # ~180 malformed messages a second between the good ones
             if harness.flooding_states:
                 harness.flood_states(3)
+            if harness.flooding_images:
+                harness.flood_images(2)
             # -- crash detection -----------------------------------------------------------------------
             if not driver.alive() and id(driver) not in killed:
                 result.crashes += 1
@@ -563,6 +640,17 @@ def run_soak(
                     oname = "policy_server" if name == "kill_server" else "action_queue"
                     kill(others[oname])
                     active_clear = lambda oname=oname: start_other(oname)  # type: ignore[misc]  # noqa: E731
+                elif name == "kill_camera" and fake_cam is not None:
+                    kill(others["camera_node"])
+                    active_clear = lambda: start_other("camera_node")  # noqa: E731
+                elif name in ("camera_unplug", "camera_frozen", "camera_garbage") and fake_cam is not None:
+                    fake_cam.mode = {"camera_unplug": "unplugged", "camera_frozen": "frozen"}.get(
+                        name, "garbage"
+                    )
+                    active_clear = lambda: setattr(fake_cam, "mode", "live")  # noqa: E731
+                elif name == "flood_images" and fake_cam is not None:
+                    harness.flooding_images = True
+                    active_clear = lambda: setattr(harness, "flooding_images", False)  # noqa: E731
                 elif name == "stall_model" and graph:
                     harness.set_parameter("latency_ms", 1000.0 * stall_s, harness.server_params)
                     active_clear = lambda: harness.set_parameter(  # noqa: E731
@@ -570,7 +658,8 @@ def run_soak(
                     )
                 else:
                     raise ValueError(
-                        f"unknown fault {name!r}; known: {FAULTS}, with graph=True {GRAPH_FAULTS}"
+                        f"unknown fault {name!r}; known: {FAULTS}, with graph=True {GRAPH_FAULTS}, with "
+                        f"camera=True {CAMERA_FAULTS}"
                     )
             if (
                 active is not None
@@ -583,6 +672,10 @@ def run_soak(
                     driver = start_driver()
                 else:
                     active_clear()
+                if active.name in ("camera_unplug", "camera_frozen", "camera_garbage"):  # reported?
+                    with harness.lock:
+                        seen = [m for t_, lvl, m in harness.camera_diag if t_ >= active.start and lvl != 0]
+                    active.camera_reported = seen[0] if seen else ""
                 active.clear = harness.now()
                 result.faults.append(active)
                 pending.append(active)
@@ -647,6 +740,8 @@ def run_soak(
         for proc in [*others.values(), *drivers]:
             if proc.alive():
                 proc.stop()
+        if fake_cam is not None:
+            fake_cam.close()
         harness.close()
         emu.stop()
         sys.setswitchinterval(switch)

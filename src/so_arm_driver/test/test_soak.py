@@ -52,3 +52,22 @@ def test_fault_soak_three_rounds(tmp_path):
     result = fault_soak.run_soak(tmp_path, duration_s=3 * 7 * 8.0, fault_duration_s=2.0, period_s=8.0, seed=1)
     _check(result)
     assert len(result.faults) == 21
+
+
+@pytest.mark.slow
+def test_fault_soak_camera(tmp_path):
+    """A camera_node on a fake device (a FIFO: no USB camera here) feeds the action queue: the camera is
+    killed, unplugged, frozen, sends an undecodable stream, and malformed images flood its topic; no node
+    crashes, the arm never jumps, work resumes, and the camera node reports its device faults."""
+    faults = (*fault_soak.CAMERA_FAULTS, "unplug")
+    result = fault_soak.run_soak(
+        tmp_path, duration_s=0, faults=faults, fault_duration_s=2.0, period_s=8.0, graph=True, camera=True
+    )
+    summary = f"faults {result.faults} unrecovered {result.unrecovered} crashes {result.crash_logs}"
+    assert result.crashes == 0 and result.over_cap == 0, summary
+    assert {f.name for f in result.faults} == set(faults) and result.unrecovered == [], summary
+    reported = {f.name: f.camera_reported for f in result.faults}
+    assert "stopped delivering frames" in reported["camera_unplug"], summary
+    assert "frozen" in reported["camera_frozen"], summary
+    assert reported["camera_garbage"], summary
+    assert result.final_torque_on and result.final_level == "OK: following commands", summary
