@@ -682,6 +682,7 @@ class ArmDriver:
                 "last_command_error": self.last_command_error,
                 "bus_transactions": str(self.bus.transactions),
                 "bus_failed_transactions": str(self.bus.failed_transactions),
+                "bus_stale_packets": str(getattr(self.bus, "stale_packets", 0)),
             }
             for k, v in self.cycle_time_stats().items():
                 values[f"cycle_time_{k}"] = f"{v:.3f}"
