@@ -124,8 +124,9 @@ class Launch:
 
 def _servos_with_torque_on(port: str) -> list[int]:
     from so_arm_driver.bus import FeetechBus
+    from so_arm_driver.emulator import EMULATED_BUS_TIMING
 
-    bus = FeetechBus(port, retries=2)
+    bus = FeetechBus(port, **EMULATED_BUS_TIMING)
     bus.open()
     try:
         values = {i: bus.read(i, "Torque_Enable") for i in range(1, 7)}

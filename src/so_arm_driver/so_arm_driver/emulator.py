@@ -48,6 +48,12 @@ from so_arm_driver import control_table as ct
 INST_PING, INST_READ, INST_WRITE, INST_REG_WRITE, INST_ACTION = 1, 2, 3, 4, 5
 INST_SYNC_READ, INST_SYNC_WRITE = 0x82, 0x83
 DEFAULT_SPEED = 3400.0  # steps/s when Goal_Velocity is 0
+#: FeetechBus timing for talking to an emulator (``FeetechBus(port, **EMULATED_BUS_TIMING)``). A real servo
+#: answers within microseconds and its reply waits in the kernel's tty buffer however late the host reads it;
+#: the emulator is a thread or process that competes for the CPU with everything else, so on a loaded
+#: machine its replies come late and the SDK's 34 ms timeout (latency timer 16 ms) fails transactions that a
+#: real bus would not. Tests whose subject is not a timeout use this timing.
+EMULATED_BUS_TIMING: dict[str, float] = {"retries": 5, "retry_budget_s": 5.0, "latency_timer_ms": 50.0}
 _PRESENT_AREA = range(56, 72)
 _READ_ONLY = set(range(0, 5)) | set(_PRESENT_AREA)
 

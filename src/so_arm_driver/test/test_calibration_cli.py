@@ -13,7 +13,7 @@ from so_arm_description.robot_spec import MOTOR_IDS
 from so_arm_driver import calibrate_cli as cli
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
-from so_arm_driver.emulator import Emulator
+from so_arm_driver.emulator import EMULATED_BUS_TIMING, Emulator
 
 MIDDLE = {1: 2048, 2: 4000, 3: 1000, 4: 2048, 5: 3000, 6: 2500}
 # encoder waypoints per servo (homing offset 0); servo 2 sweeps across the 0/4095 seam
@@ -52,7 +52,7 @@ def test_scripted_sweep_records_seam_crossing_range(tmp_path):
             state["n"] = n
 
         prompts = []
-        with FeetechBus(emu.port, latency_timer_ms=5.0) as bus:
+        with FeetechBus(emu.port, **EMULATED_BUS_TIMING) as bus:
             cal = cli.run_calibration(
                 bus,
                 MOTOR_IDS,

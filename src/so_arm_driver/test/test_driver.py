@@ -11,7 +11,7 @@ from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig, DriverStartupError, DriverState
-from so_arm_driver.emulator import Emulator
+from so_arm_driver.emulator import EMULATED_BUS_TIMING, Emulator
 
 CAL = {
     "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1012, "range_min": 758, "range_max": 3322},
@@ -40,7 +40,7 @@ def emu(cal):
 
 
 def make_driver(emu, cal, **cfg):
-    bus = FeetechBus(emu.port, retries=2)  # SDK timeouts: robust on a loaded machine
+    bus = FeetechBus(emu.port, **EMULATED_BUS_TIMING)  # robust on a loaded machine
     return ArmDriver(bus, cal, DriverConfig(**cfg))
 
 

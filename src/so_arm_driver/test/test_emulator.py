@@ -12,7 +12,7 @@ import serial
 
 from so_arm_driver import control_table as ct
 from so_arm_driver.bus import FeetechBus
-from so_arm_driver.emulator import Emulator, positions_from_calibration
+from so_arm_driver.emulator import EMULATED_BUS_TIMING, Emulator, positions_from_calibration
 
 
 def packet(motor_id: int, inst: int, *params: int) -> bytes:
@@ -95,7 +95,7 @@ def test_eeprom_lock_and_read_only_registers(raw, emu):
 
 
 def test_motion_finite_speed_limits_and_torque(emu):
-    with FeetechBus(emu.port, latency_timer_ms=5.0) as bus:
+    with FeetechBus(emu.port, **EMULATED_BUS_TIMING) as bus:
         bus.write(1, "Goal_Position", 3000)
         time.sleep(0.05)
         assert emu.present_positions()[1] == 1000  # torque off: no motion
@@ -123,7 +123,7 @@ def test_model_numbers_and_positions_from_calibration(tmp_path):
         ' "b": {"id": 2, "homing_offset": 0, "range_min": 3900, "range_max": 100}}'
     )
     assert positions_from_calibration(path) == {1: 2100.0, 2: 4048.0}  # middle across the seam
-    with Emulator(ids=(1, 2), models={2: 1234}) as emu, FeetechBus(emu.port, latency_timer_ms=5.0) as bus:
+    with Emulator(ids=(1, 2), models={2: 1234}) as emu, FeetechBus(emu.port, **EMULATED_BUS_TIMING) as bus:
         assert bus.scan([1, 2]) == {1: 777, 2: 1234}
 
 

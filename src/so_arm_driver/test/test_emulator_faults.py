@@ -16,7 +16,7 @@ from so_arm_driver.emulator import Emulator
 def test_unplug_gives_io_errors_and_replug_answers_behind_the_same_link(tmp_path):
     link = tmp_path / "ttyACM0"
     with Emulator(ids=(1, 2), positions={1: 1000, 2: 3000}, link=link) as emu:
-        bus = FeetechBus(str(link), retries=0)
+        bus = FeetechBus(str(link), retries=0, latency_timer_ms=50.0)
         bus.open()
         emu.servo(1).set("Lock", 0)
         assert bus.write(1, "Torque_Enable", 1) is None
@@ -38,7 +38,7 @@ def test_unplug_gives_io_errors_and_replug_answers_behind_the_same_link(tmp_path
 
 def test_brownout_silence_then_power_up_state(tmp_path):
     with Emulator(ids=(1,), positions={1: 1500}) as emu:
-        bus = FeetechBus(emu.port, retries=0)
+        bus = FeetechBus(emu.port, retries=0, latency_timer_ms=50.0)
         bus.open()
         for reg, value in (("Lock", 0), ("P_Coefficient", 16), ("Homing_Offset", 100), ("Acceleration", 254)):
             assert bus.write(1, reg, value) is None
@@ -67,7 +67,7 @@ def test_brownout_silence_then_power_up_state(tmp_path):
 
 def test_garbled_reply_is_a_corrupt_packet_for_the_sdk():
     with Emulator(ids=(1,), positions={1: 1234}) as emu:
-        bus = FeetechBus(emu.port, retries=0)
+        bus = FeetechBus(emu.port, retries=0, latency_timer_ms=50.0)
         bus.open()
         bad = 0
         for _ in range(20):

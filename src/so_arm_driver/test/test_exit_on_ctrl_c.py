@@ -217,7 +217,8 @@ def test_torque_off_on_exit_retries_servos_whose_reply_was_lost() -> None:
     from so_arm_driver.driver import ArmDriver, DriverConfig
 
     with Emulator(ids=list(IDS)) as emu:
-        driver = ArmDriver(FeetechBus(emu.port, retries=2), calib.from_dict(CAL), DriverConfig())
+        bus = FeetechBus(emu.port, retries=2, retry_budget_s=5.0, latency_timer_ms=50.0)
+        driver = ArmDriver(bus, calib.from_dict(CAL), DriverConfig())
         driver.connect()
         assert all(emu.servo(i).torque_enabled for i in IDS)
         emu.drop_replies(count=3)

@@ -13,7 +13,7 @@ from so_arm_driver import calibration as calib
 from so_arm_driver import control_table as ct
 from so_arm_driver.bus import FeetechBus
 from so_arm_driver.driver import ArmDriver, DriverConfig
-from so_arm_driver.emulator import Emulator
+from so_arm_driver.emulator import EMULATED_BUS_TIMING, Emulator
 from so_arm_driver.teleop import TeleopConfig, TeleopCore
 
 CAL = {
@@ -80,9 +80,9 @@ def test_leader_never_enables_torque_and_reads_like_a_follower() -> None:
     start = positions(cal, OFFSETS)
     with Emulator(positions=start) as leader_emu, Emulator(positions=start) as follower_emu:
         log = WriteLog(leader_emu)
-        leader = ArmDriver(FeetechBus(leader_emu.port, retries=2), cal, DriverConfig(leader=True))
+        leader = ArmDriver(FeetechBus(leader_emu.port, **EMULATED_BUS_TIMING), cal, DriverConfig(leader=True))
         follower = ArmDriver(
-            FeetechBus(follower_emu.port, retries=2), cal, DriverConfig(torque_on_connect=False)
+            FeetechBus(follower_emu.port, **EMULATED_BUS_TIMING), cal, DriverConfig(torque_on_connect=False)
         )
         leader.connect()
         follower.connect()
@@ -223,7 +223,7 @@ def test_calibrate_leader_writes_lerobots_leader_file_and_never_enables_torque(t
         assert path == calib.default_leader_calibration_path("my_leader") and path.is_file()
         cal = calib.load(path)
         assert list(cal) == list(JOINT_NAMES)
-        leader = ArmDriver(FeetechBus(emu.port, retries=2), cal, DriverConfig(leader=True))
+        leader = ArmDriver(FeetechBus(emu.port, **EMULATED_BUS_TIMING), cal, DriverConfig(leader=True))
         leader.connect()
         try:
             sample = read(leader)
