@@ -5,11 +5,12 @@
   with a QoS adapted to the publishers' offered QoS (reliable / transient-local only if every publisher
   offers it), and keeps the subscriptions for its whole life; messages are written only during an episode,
   stamped with their receive time on the node's ROS clock (``use_sim_time`` follows ``/clock``).
-- The subscriptions live on a helper node ``<name>_subscriber`` spun by a single-threaded executor in a
-  thread of their own (issue 11): the action, services and discovery never delay them, and an episode's end
-  waits until that executor has handed over every message the middleware received before the end (on a
-  loaded machine callbacks lag seconds behind the middleware; such messages used to be dropped silently).
-  An episode holds the messages *received* (middleware receive time) between its start and its end.
+- The subscriptions live on a helper node of the same name in ``<namespace>/_subscriptions`` spun by a
+  single-threaded executor in a thread of their own (issue 11): the action, services and discovery never
+  delay them, and an episode's end waits until that executor has handed over every message the middleware
+  received before the end (on a loaded machine callbacks lag seconds behind the middleware; such messages
+  used to be dropped silently). An episode holds the messages *received* (middleware receive time) between
+  its start and its end.
 - Action ``~/record`` (``smolvla_msgs/action/RecordEpisode``): goal = task text and time limit. One episode
   at a time. Feedback about once per second (elapsed, messages per topic, losses). The episode ends at the
   time limit, when ``~/end_episode`` is called, or when the goal is canceled; the bag is then finished
@@ -76,6 +77,8 @@ DEFAULT_TOPICS = [
 END_WAIT = 300.0
 #: A drain is complete after this many executor passes in a row found no message (see _drain_ready).
 IDLE_PASSES = 3
+#: Namespace (below the recorder's) of the helper node that holds the subscriptions.
+SUBSCRIPTION_NAMESPACE = "_subscriptions"
 
 
 def _absolute_topics(topics: list[str]) -> str | None:
@@ -208,10 +211,12 @@ class EpisodeRecorderNode(Node):
         self._control = EndRequests()
         self._last_result: EpisodeResult | None = None
 
-        # the subscriptions: a node of their own, spun in a thread of its own (see the module docstring)
+        # the subscriptions: a node of their own, spun in a thread of its own (see the module docstring); same
+        # name in the namespace <ns>/_subscriptions, so "the subscriptions of node episode_recorder" (by node
+        # name, e.g. record-sim's readiness check) stays true
         self._sub_node = Node(
-            f"{self.get_name()}_subscriber",
-            namespace=self.get_namespace(),
+            self.get_name(),
+            namespace=self.get_namespace().rstrip("/") + "/" + SUBSCRIPTION_NAMESPACE,
             context=self.context,
             use_global_arguments=False,
             enable_rosout=False,
