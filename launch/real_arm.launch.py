@@ -16,6 +16,7 @@ from launch.substitutions import LaunchConfiguration
 
 from smolvla_policy.launch_common import (
     action_queue_node,
+    camera_poses,
     config_file,
     dds_profile,
     launch_description,
@@ -60,7 +61,12 @@ def generate_launch_description() -> LaunchDescription:
         "so_arm_driver",
         [
             config_file("so_arm_driver.yaml"),
-            {"port": string("port"), "robot": string("robot"), "robot_id": string("robot_id")},
+            {
+                "port": string("port"),
+                "robot": string("robot"),
+                "robot_id": string("robot_id"),
+                **camera_poses(),
+            },
         ],
     )
     cameras = [

@@ -19,6 +19,8 @@ from launch.actions import DeclareLaunchArgument
 
 from smolvla_policy.launch_common import (
     boolean,
+    camera_pose_arguments,
+    camera_poses,
     config_file,
     dds_profile,
     launch_description,
@@ -63,6 +65,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("storage", default_value="mcap", description="mcap | sqlite3"),
         DeclareLaunchArgument("compression", default_value="none", description="none | zstd"),
+        *camera_pose_arguments(),
     ]
     follower = node(
         "so_arm_driver",
@@ -70,7 +73,12 @@ def generate_launch_description() -> LaunchDescription:
         "so_arm_driver",
         [
             config_file("so_arm_driver.yaml"),
-            {"port": string("port"), "robot": string("robot"), "robot_id": string("robot_id")},
+            {
+                "port": string("port"),
+                "robot": string("robot"),
+                "robot_id": string("robot_id"),
+                **camera_poses(),
+            },
         ],
     )
     leader = node(

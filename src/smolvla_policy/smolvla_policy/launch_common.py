@@ -360,6 +360,30 @@ def _robot_state_publisher(context: Any) -> list[Any]:
     ]
 
 
+def camera_pose_arguments() -> list[Any]:
+    """The ``top_camera_pose`` / ``wrist_camera_pose`` arguments: where a real setup's cameras are (rviz's
+    robot_state_publisher, and the driver's /robot_description with the ``camera_pose(...)`` parameters)."""
+    from launch.actions import DeclareLaunchArgument
+
+    return [
+        DeclareLaunchArgument(
+            "top_camera_pose",
+            default_value="",
+            description="overhead camera in base_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
+        ),
+        DeclareLaunchArgument(
+            "wrist_camera_pose",
+            default_value="",
+            description="wrist camera in gripper_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
+        ),
+    ]
+
+
+def camera_poses() -> dict[str, Any]:
+    """The driver parameters of :func:`camera_pose_arguments` (typed: a pose is a string)."""
+    return {name: string(name) for name in ("top_camera_pose", "wrist_camera_pose")}
+
+
 def rviz() -> list[Any]:
     """The ``rviz`` argument and an rviz2 node (off by default) showing the robot model (TF from
     robot_state_publisher, started with it, camera frames included: ``top_camera_pose`` /
@@ -373,16 +397,7 @@ def rviz() -> list[Any]:
         DeclareLaunchArgument(
             "rviz", default_value="false", description="start rviz2 with config/smolvla.rviz (true | false)"
         ),
-        DeclareLaunchArgument(
-            "top_camera_pose",
-            default_value="",
-            description="rviz: overhead camera in base_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
-        ),
-        DeclareLaunchArgument(
-            "wrist_camera_pose",
-            default_value="",
-            description="rviz: wrist camera in gripper_link 'x y z roll pitch yaw' (m, rad; '' = the sim's)",
-        ),
+        *camera_pose_arguments(),
         node(
             "rviz2",
             "rviz2",

@@ -34,6 +34,7 @@ from smolvla_common import robot_description
 from smolvla_common.node_main import run_node
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_common.parameters import Param, ParameterError, ParameterTable
+from so_arm_description.cameras import mounts_with, parse_pose
 from so_arm_description.command_following import Command, command_from_message
 from so_arm_description.robot_model import build_urdf
 from so_arm_description.robot_spec import JOINT_NAMES, MOTOR_IDS, joint_limits
@@ -48,6 +49,17 @@ ROBOTS = ("so100", "so101")
 def _joint_names(names: list[str]) -> str | None:
     if len(names) != len(JOINT_NAMES) or len(set(names)) != len(names) or not all(names):
         return f"{len(JOINT_NAMES)} distinct non-empty names are needed"
+    return None
+
+
+def _pose_error(text: str) -> str | None:
+    """Why ``text`` is not a camera pose ('' is the default mount), or None."""
+    if not text.strip():
+        return None
+    try:
+        parse_pose(text, "base_link")
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -72,6 +84,24 @@ PARAMETERS = ParameterTable(
             "string",
             choices=ROBOTS,
             read_only=True,
+        ),
+        Param(
+            "top_camera_pose",
+            "",
+            "Overhead camera in base_link, 'x y z roll pitch yaw' (m, rad), for the camera frames of "
+            "/robot_description ('' = the simulator's mount).",
+            "string",
+            read_only=True,
+            check=_pose_error,
+        ),
+        Param(
+            "wrist_camera_pose",
+            "",
+            "Wrist camera in gripper_link, 'x y z roll pitch yaw' (m, rad), for the camera frames of "
+            "/robot_description ('' = the simulator's mount).",
+            "string",
+            read_only=True,
+            check=_pose_error,
         ),
         Param(
             "robot_id",
@@ -219,6 +249,8 @@ class DriverNodeConfig:
 
     port: str
     robot: str
+    top_camera_pose: str
+    wrist_camera_pose: str
     robot_id: str
     calibration_file: str
     baudrate: int
@@ -347,7 +379,10 @@ class DriverNode(Node):
         else:
             # the calibrated limits the driver clamps to, for every node (queue, policy units, rviz, bags)
             limits = dict(zip(JOINT_NAMES, self.driver.limits))
-            self.description_pub = robot_description.publish(self, build_urdf(self.cfg.robot, limits))
+            cameras = mounts_with(self.cfg.robot, self.cfg.top_camera_pose, self.cfg.wrist_camera_pose)
+            self.description_pub = robot_description.publish(
+                self, build_urdf(self.cfg.robot, limits, cameras)
+            )
             self.get_logger().info(
                 f"connected to {self.cfg.robot} on {port}: {len(JOINT_NAMES)} servos, {self.cfg.rate:g} Hz, "
                 f"max_step {self.cfg.max_step:g} rad"
