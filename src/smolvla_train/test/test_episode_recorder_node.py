@@ -166,6 +166,15 @@ def test_record_end_cancel_discard(tmp_path: Path, ros_context, ros_executor, ru
         client.stop()
 
 
+def _dropped_in_metadata(bag: Path) -> int:
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return int(meta["custom_data"]["smolvla.dropped"])
+
+
+def _reported_within(bag: Path, n: int, timeout: float) -> bool:
+    return wait_for(lambda: _dropped_in_metadata(bag) >= n, timeout)
+
+
 def _freeze(proc, seconds: float, client: Client) -> int:  # type: ignore[no-untyped-def]
     """The recorder process gets no CPU for ``seconds`` (a loaded machine): its DDS threads stop too, what
     is published meanwhile waits in its shared-memory port and is received when it runs again, ahead of
@@ -185,10 +194,11 @@ def test_no_message_lost_at_episode_boundaries_when_the_recorder_lags_at_100hz( 
     callbacks lag behind the middleware when it is short of CPU; the episode used to be whatever the callbacks
     handed over between start and end, so messages received before the end but handed over after it were
     dropped silently (tail) and messages received before the start were recorded (head). Here the recorder is
-    frozen (SIGSTOP) right before each start (0.3 s) and each end (1.5 s: 150 messages wait in its port and
-    its history): every /numbers message published before the end was requested must be in the bag or
-    counted as dropped, and none received outside the episode window ([smolvla.start_ns, smolvla.end_ns])
-    may be in it."""
+    frozen (SIGSTOP) right before each start (0.3 s) and each end (0.9 s: 90 messages wait in its port; below
+    Fast DDS's 1 s shared-memory health check, beyond which the middleware itself may deliver them after a
+    repair, i.e. received after the end): every /numbers message published after the start and before the
+    end was requested must be in the bag or counted as dropped, and none received outside the episode window
+    ([smolvla.start_ns, smolvla.end_ns]) may be in it. The old recorder failed both (50-95 of ~140 lost)."""
     rec = run_node(
         "smolvla_train",
         "episode_recorder",
@@ -202,21 +212,31 @@ def test_no_message_lost_at_episode_boundaries_when_the_recorder_lags_at_100hz( 
             _freeze(rec, 0.3, client)  # lagging at the start: a backlog received before the start
             handle = client.send(f"episode {k}")
             assert handle.accepted
+            first = client.published + 1  # published after the episode started
             time.sleep(0.5)
-            published = _freeze(rec, 1.5, client)  # lagging at the end: a backlog received before the end
+            published = _freeze(rec, 0.9, client)  # lagging at the end: a backlog received before the end
             response = client.wait(client.end.call_async(SetBool.Request(data=True)))
             result = client.wait(handle.get_result_async()).result
             assert response.success and result.error == "", (response.message, result.error)
             meta, msgs = _read(Path(result.bag_path))
             start_ns = int(meta["custom_data"]["smolvla.start_ns"])
             end_ns = int(meta["custom_data"]["smolvla.end_ns"])
-            stamps = [t for t, _ in msgs["/numbers"]]
-            numbers = {int(d) for _, d in msgs["/numbers"]}
-            assert start_ns <= min(stamps) and max(stamps) <= end_ns, "a message from outside the window"
-            missing = set(range(min(numbers), published + 1)) - numbers
-            assert len(missing) <= result.dropped, (sorted(missing), result.dropped)
-            assert _missing(msgs) <= result.dropped
+            stamps = [t for t, _ in msgs.get("/numbers", [])]
+            numbers = {int(d) for _, d in msgs.get("/numbers", [])}
+            assert all(start_ns <= t <= end_ns for t in stamps), "a message from outside the window"
+            missing = set(range(first, published + 1)) - numbers
+            if numbers:
+                assert _missing(msgs) <= result.dropped  # a gap inside the bag is known when it is saved
             assert "smolvla.drained" not in meta["custom_data"]
+            # after a stall longer than Fast DDS's shared-memory health check (1 s) the middleware can hold
+            # received messages back until after the episode was saved; they are then counted in its
+            # metadata (smolvla.late, smolvla.dropped) when they are handed over
+            bag = Path(result.bag_path)
+            assert len(missing) <= result.dropped or _reported_within(bag, len(missing), 30.0), (
+                sorted(missing),
+                result.dropped,
+                _dropped_in_metadata(bag),
+            )
         assert rec.alive()
     finally:
         client.stop()

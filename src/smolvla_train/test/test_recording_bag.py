@@ -329,6 +329,45 @@ def test_episode_is_its_receive_time_window_and_end_drains_late_messages(tmp_pat
     assert "smolvla.drained" not in meta["custom_data"]
 
 
+def test_messages_handed_over_after_their_episode_was_saved_are_counted_in_it(tmp_path: Path) -> None:
+    """Issue 11: after a stall the middleware can hold received messages back (in order, behind a missing
+    one being repaired) until after their episode was drained and saved. They cannot go into its bag any
+    more; they and the gaps in its window are counted in its metadata (smolvla.late, smolvla.dropped)."""
+    clock = [T0]
+    warnings: list[str] = []
+    rec = EpisodeRecorder(
+        RecorderConfig(out_dir=str(tmp_path)), clock=lambda: clock[0], on_warning=warnings.append
+    )
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    ms = 1_000_000
+
+    def message(i: int, received: int) -> None:
+        rec.on_message("/joint_states", _joint_state(i), received, seq=i, publisher=b"A")
+
+    rec.start("first")
+    for i in range(1, 6):
+        message(i, T0 + i * 10 * ms)
+    clock[0] = T0 + 100 * ms
+    first = rec.end()
+    assert first.dropped == 0 and _numbers(Path(first.bag_path)) == [
+        (T0 + i * 10 * ms, i) for i in range(1, 6)
+    ]
+    clock[0] = T0 + 200 * ms
+    rec.start("second")
+    for i in (6, 7, 8):  # received during the first episode, handed over now
+        message(i, T0 + (i * 10) * ms)
+    message(12, T0 + 90 * ms)  # 9..11 never arrived; received during the first episode too
+    clock[0] = T0 + 300 * ms
+    second = rec.end()  # the writer thread has updated the first bag's metadata before this one is saved
+    rec.close()
+    assert second.dropped == 0 and _numbers(Path(second.bag_path)) == []
+    meta = yaml.safe_load((Path(first.bag_path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"]["smolvla.late"] == "7" and meta["custom_data"]["smolvla.dropped"] == "7"
+    assert meta["custom_data"]["smolvla.task"] == "first"  # the rest of the metadata is unchanged
+    assert _numbers(Path(first.bag_path)) == [(T0 + i * 10 * ms, i) for i in range(1, 6)]  # still readable
+    assert warnings and "episode 0: 7 messages" in warnings[-1]
+
+
 def test_sequence_gaps_are_counted_per_publisher_and_by_receive_time(tmp_path: Path) -> None:
     """Two publishers on one topic (their numbers interleave: no gap), a gap inside the episode (counted
     whole), a gap across the start (only the part whose interpolated receive times fall into the window)."""
@@ -394,7 +433,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import sys, time
     from smolvla_train.recording.recorder import EpisodeRecorder, RecorderConfig, episode_event_cdr
     from smolvla_train.recording.typedefs import TypeLibrary
-    rec = EpisodeRecorder(RecorderConfig(out_dir=sys.argv[1], flush_period=0.2))
+    rec = EpisodeRecorder(RecorderConfig(out_dir=sys.argv[1], storage=sys.argv[2], flush_period=0.2))
     rec.register_topic("/joint_states", "std_msgs/msg/String")
     t0 = 1_700_000_000_000_000_000
     rec.start("crash test", t0)
@@ -408,13 +447,24 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-def test_crash_leaves_a_readable_partial_bag_that_recovers(tmp_path: Path) -> None:
-    """Regression: a recorder killed mid-episode must not leave a bag that looks complete."""
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_crash_leaves_a_readable_partial_bag_that_recovers(tmp_path: Path, storage: str) -> None:
+    """Regression: a recorder killed mid-episode must not leave a bag that looks complete; ``recover-bags``
+    finishes it (sqlite3 too: the committed rows, a new index and metadata.yaml, what ``ros2 bag reindex``
+    would give)."""
+    import sqlite3
+
     from mcap.records import Message
     from mcap.stream_reader import StreamReader
 
+    from smolvla_train import ros2cli
+    from smolvla_train.recording.bag import recover_main
+
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), storage],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
@@ -426,25 +476,48 @@ def test_crash_leaves_a_readable_partial_bag_that_recovers(tmp_path: Path) -> No
     assert partial.name == "episode_000000.partial"
     report = read_report(partial)
     assert report["status"] == "recording" and report["custom_data"]["smolvla.task"] == "crash test"
-    mcap_file = partial / "episode_000000_0" / "episode_000000_0.mcap"
+    files = sorted(p.name for p in (partial / "episode_000000_0").iterdir())
     n = 0
-    with open(mcap_file, "rb") as f:
-        try:
-            for record in StreamReader(f).records:
-                n += isinstance(record, Message)
-        except Exception:  # noqa: BLE001 (the file ends without a footer)
-            pass
-    assert n == 201  # 200 joint states + the start event, read without any summary
-    bag, recovered = recover_partial(partial)
+    if storage == "mcap":
+        assert files == ["episode_000000_0.mcap"]  # no metadata.yaml
+        with open(partial / "episode_000000_0" / files[0], "rb") as f:
+            try:
+                for record in StreamReader(f).records:
+                    n += isinstance(record, Message)
+            except Exception:  # noqa: BLE001 (the file ends without a footer)
+                pass
+    else:  # the database as the crash left it (a journal of the interrupted transaction may lie next to it)
+        assert "episode_000000_0.db3" in files and "metadata.yaml" not in files
+        db = sqlite3.connect(partial / "episode_000000_0" / "episode_000000_0.db3")
+        (n,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+        db.close()
+    assert n == 201  # 200 joint states + the start event, read without any summary / metadata
+    if storage == "mcap":
+        bag, recovered = recover_partial(partial)
+    else:  # through the command line
+        assert recover_main([str(tmp_path)]) == 0
+        bag, recovered = tmp_path / "episode_000000", 201
     assert recovered == 201 and list_partials(tmp_path) == [] and list_bags(tmp_path) == [bag]
+    ext = "mcap" if storage == "mcap" else "db3"
+    assert sorted(p.name for p in bag.iterdir()) == sorted(["metadata.yaml", f"episode_000000_0.{ext}"])
     with AnyReader([bag]) as reader:
         assert {c.topic: c.msgcount for c in reader.connections} == {
             "/smolvla/episode": 1,
             "/joint_states": 200,
         }
+        stamps = [t for c, t, _ in reader.messages() if c.topic == "/joint_states"]
+        assert stamps == [1_700_000_000_000_000_000 + i * 1_000_000 for i in range(200)]
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == storage and meta["message_count"] == 201
     assert meta["custom_data"]["smolvla.outcome"] == "partial"
     assert meta["custom_data"]["smolvla.task"] == "crash test"
+    assert ros2cli.main(["bag", "info", str(bag)]) == 0  # what `ros2 bag info` reads
+    if storage == "sqlite3":  # the index rosbag2 reads by time
+        db = sqlite3.connect(bag / "episode_000000_0.db3")
+        assert ("timestamp_idx",) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index'"
+        ).fetchall()
+        db.close()
 
 
 def test_write_backlog_overflow_is_counted_as_lost(tmp_path: Path) -> None:

@@ -202,6 +202,7 @@ class EpisodeRecorderNode(Node):
             ),
             clock=time.time_ns,
             drain=self._drain_subscriptions,
+            on_warning=lambda text: self.get_logger().warning(text),
         )
         self._subs: dict[str, object] = {}
         self._warned: set[str] = set()

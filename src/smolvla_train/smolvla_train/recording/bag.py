@@ -201,6 +201,24 @@ class EpisodeBag:
             _write_json_atomic(self.staging / REPORT_NAME, self.report)
 
 
+def update_custom_data(bag_dir: str | os.PathLike, values: dict[str, str]) -> None:
+    """Set ``custom_data`` entries in the ``metadata.yaml`` of a finished bag (written to a temporary file,
+    fsynced and renamed over it: a reader sees the old or the new file, never a half-written one)."""
+    import yaml
+
+    path = Path(bag_dir) / "metadata.yaml"
+    doc = yaml.safe_load(path.read_text())
+    info = doc["rosbag2_bagfile_information"]
+    custom = dict(info.get("custom_data") or {})
+    custom.update({k: str(v) for k, v in values.items()})
+    info["custom_data"] = custom
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(doc, default_flow_style=False, sort_keys=False))
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 # -- finding bags --------------------------------------------------------------------------------------------
 def is_finished_bag(path: Path) -> bool:
     return path.is_dir() and (path / "metadata.yaml").is_file() and not path.name.startswith(".")
@@ -229,34 +247,35 @@ def read_report(partial_dir: Path) -> dict:
 
 
 # -- recovery ------------------------------------------------------------------------------------------------
-def recover_partial(partial_dir: str | os.PathLike, *, version: int = 9) -> tuple[Path, int]:
-    """Turn the partial MCAP bag of a crashed recording into a finished bag next to it.
-
-    Reads every complete record of ``<name>.partial/<name>_0/<name>_0.mcap`` with ``mcap``'s stream reader
-    (up to the first truncated one) and writes them to ``<out_dir>/<name>`` with the ``custom_data`` of the
-    report plus ``smolvla.outcome: partial``. Returns (bag path, messages recovered); the partial directory
-    is removed afterwards.
-    """
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
+def _qos_list(text: str) -> list[Qos]:
     from rosbags.rosbag2.metadata import parse_qos
 
+    try:
+        return parse_qos(text) if text else []
+    except Exception:  # noqa: BLE001 (unreadable profiles: the topic is still recovered)
+        return []
+
+
+def _rihs01(msgtype: str, stored: str) -> str:
+    if stored:
+        return stored
     from smolvla_train.recording.typedefs import TypeLibrary
 
-    partial = Path(partial_dir)
-    if not partial.name.endswith(PARTIAL_SUFFIX):
-        raise BagError(f"{partial} is not a partial recording ({PARTIAL_SUFFIX} directory)")
-    name = partial.name[: -len(PARTIAL_SUFFIX)]
-    report = read_report(partial)
-    mcap_path = partial / f"{name}_0" / f"{name}_0.mcap"
-    if not mcap_path.is_file():
-        raise BagError(
-            f"{partial}: no MCAP file to recover ({mcap_path.name}; sqlite3 bags: use ros2 bag reindex)"
-        )
+    try:
+        return TypeLibrary().info(msgtype).rihs01
+    except Exception:  # noqa: BLE001 (type not installed here: unknown hash)
+        return "RIHS01_" + "0" * 64
+
+
+def _read_partial_mcap(path: Path) -> tuple[list[TopicSpec], list[tuple[str, int, bytes]]]:
+    """Every complete record of a partial MCAP file (``mcap``'s stream reader, up to a truncated one)."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
-    messages: list[Message] = []
-    with open(mcap_path, "rb") as f:
+    records: list[Message] = []
+    with open(path, "rb") as f:
         reader = StreamReader(f, skip_magic=False)
         try:
             for record in reader.records:
@@ -265,43 +284,97 @@ def recover_partial(partial_dir: str | os.PathLike, *, version: int = 9) -> tupl
                 elif isinstance(record, Channel):
                     channels[record.id] = record
                 elif isinstance(record, Message):
-                    messages.append(record)
+                    records.append(record)
         except Exception:  # noqa: BLE001 (a truncated record ends the readable part)
             pass
+    specs: list[TopicSpec] = []
+    topic_of: dict[int, str] = {}
+    for cid, ch in sorted(channels.items()):
+        schema = schemas.get(ch.schema_id)
+        if schema is None:
+            continue
+        rihs01 = _rihs01(schema.name, ch.metadata.get("topic_type_hash", ""))
+        qos = _qos_list(ch.metadata.get("offered_qos_profiles", ""))
+        specs.append(TopicSpec(ch.topic, schema.name, schema.data.decode(), rihs01, qos))
+        topic_of[cid] = ch.topic
+    messages = [(topic_of[m.channel_id], m.log_time, m.data) for m in records if m.channel_id in topic_of]
+    return specs, messages
+
+
+def _read_partial_sqlite3(path: Path) -> tuple[list[TopicSpec], list[tuple[str, int, bytes]]]:
+    """Every committed row of a partial sqlite3 bag (the recorder commits at every flush; SQLite rolls the
+    transaction a crash interrupted back when the file is opened, so what is read is consistent)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}", uri=True)
+    try:
+        definitions = {
+            row[0]: row[1]
+            for row in conn.execute("SELECT topic_type, encoded_message_definition FROM message_definitions")
+        }
+        specs: list[TopicSpec] = []
+        topic_of: dict[int, str] = {}
+        for tid, topic, msgtype, qos_text, rihs01 in conn.execute(
+            "SELECT id, name, type, offered_qos_profiles, type_description_hash FROM topics ORDER BY id"
+        ):
+            msgdef = definitions.get(msgtype, "")
+            if not msgdef:
+                from smolvla_train.recording.typedefs import TypeLibrary
+
+                try:
+                    msgdef = TypeLibrary().info(msgtype).msgdef
+                except Exception:  # noqa: BLE001 (no definition anywhere: the topic cannot be written)
+                    continue
+            specs.append(TopicSpec(topic, msgtype, msgdef, _rihs01(msgtype, rihs01), _qos_list(qos_text)))
+            topic_of[tid] = topic
+        messages = [
+            (topic_of[tid], int(t), bytes(data))
+            for tid, t, data in conn.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
+            if tid in topic_of
+        ]
+    finally:
+        conn.close()
+    return specs, messages
+
+
+def recover_partial(partial_dir: str | os.PathLike, *, version: int = 9) -> tuple[Path, int]:
+    """Turn the partial bag (MCAP or sqlite3) of a crashed recording into a finished bag next to it.
+
+    MCAP: every complete record of ``<name>.partial/<name>_0/<name>_0.mcap`` (``mcap``'s stream reader, up to
+    the first truncated one); sqlite3: every committed row of ``<name>_0.db3``. They are written to a new bag
+    ``<out_dir>/<name>`` of the same storage (so ``metadata.yaml`` and, for sqlite3, the index are written
+    anew: what ``ros2 bag reindex`` would do) with the ``custom_data`` of the report plus
+    ``smolvla.outcome: partial``. Returns (bag path, messages recovered); the partial directory is removed
+    afterwards.
+    """
+    partial = Path(partial_dir)
+    if not partial.name.endswith(PARTIAL_SUFFIX):
+        raise BagError(f"{partial} is not a partial recording ({PARTIAL_SUFFIX} directory)")
+    name = partial.name[: -len(PARTIAL_SUFFIX)]
+    report = read_report(partial)
+    mcap_path = partial / f"{name}_0" / f"{name}_0.mcap"
+    db3_path = partial / f"{name}_0" / f"{name}_0.db3"
+    if mcap_path.is_file():
+        storage, (specs, messages) = "mcap", _read_partial_mcap(mcap_path)
+    elif db3_path.is_file():
+        storage, (specs, messages) = "sqlite3", _read_partial_sqlite3(db3_path)
+    else:
+        raise BagError(f"{partial}: no bag file to recover ({mcap_path.name} or {db3_path.name})")
     tmp_out = partial.parent / f".{name}.recovering"
     shutil.rmtree(tmp_out, ignore_errors=True)
     tmp_out.mkdir()
     try:
-        bag = EpisodeBag(tmp_out, name, storage="mcap", version=version, report=report)
-
-        topic_of: dict[int, str] = {}
-        for cid, ch in sorted(channels.items()):
-            schema = schemas.get(ch.schema_id)
-            if schema is None:
-                continue
-            qos_text = ch.metadata.get("offered_qos_profiles", "")
-            try:
-                qos = parse_qos(qos_text) if qos_text else []
-            except Exception:  # noqa: BLE001
-                qos = []
-            rihs01 = ch.metadata.get("topic_type_hash", "")
-            if not rihs01:
-                try:
-                    rihs01 = TypeLibrary().info(schema.name).rihs01
-                except Exception:  # noqa: BLE001 (type not installed here: unknown hash)
-                    rihs01 = "RIHS01_" + "0" * 64
-            bag.add_topic(TopicSpec(ch.topic, schema.name, schema.data.decode(), rihs01, qos))
-            topic_of[cid] = ch.topic
+        bag = EpisodeBag(tmp_out, name, storage=storage, version=version, report=report)
+        for spec in specs:
+            bag.add_topic(spec)
         n = 0
-        for msg in sorted(messages, key=lambda m: m.log_time):
-            topic = topic_of.get(msg.channel_id)
-            if topic is not None:
-                bag.write(topic, msg.log_time, msg.data)
-                n += 1
+        for topic, log_time, data in sorted(messages, key=lambda m: m[1]):
+            bag.write(topic, log_time, data)
+            n += 1
         custom = {k: str(v) for k, v in report.get("custom_data", {}).items()}
         custom["smolvla.outcome"] = "partial"
         if messages and "smolvla.end_ns" in custom:
-            custom["smolvla.end_ns"] = str(max(m.log_time for m in messages))
+            custom["smolvla.end_ns"] = str(max(m[1] for m in messages))
         bag.finish(custom)
         final = partial.parent / name
         if final.exists():
@@ -320,8 +393,8 @@ def recover_main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="smolvla_train recover-bags",
-        description="Turn the partial MCAP recordings (<name>.partial/) that a crashed episode_recorder left "
-        "in a directory into finished bags (custom_data smolvla.outcome: partial).",
+        description="Turn the partial recordings (<name>.partial/, MCAP or sqlite3) that a crashed "
+        "episode_recorder left in a directory into finished bags (custom_data smolvla.outcome: partial).",
     )
     parser.add_argument("out_dir", help="directory of the episode bags")
     parser.add_argument(

@@ -19,7 +19,11 @@ middleware by seconds on a loaded machine, so
   the middleware holds now") and only then finishes the bag, so a message received before the end but
   handed over late is still written;
 - the episode is active from its start on while its bag is being opened (its messages queue behind the
-  opening on the writer thread).
+  opening on the writer thread);
+- a message handed over after its episode was saved (the middleware holds received messages back until a
+  missing earlier one is repaired, seconds after a stall) cannot go into the bag any more: it is counted
+  for that episode (``smolvla.late``, added to ``smolvla.dropped`` in its ``metadata.yaml``, ``on_warning``),
+  like a sequence gap whose missing messages fall into a saved episode's window.
 
 Losses counted per topic during an episode: gaps in the publication sequence numbers, tracked per publisher
 (a topic may have several), attributed to the episode whose window the missing messages' receive times fall
@@ -51,6 +55,7 @@ from smolvla_train.recording.bag import (
     TopicSpec,
     list_bags,
     list_partials,
+    update_custom_data,
 )
 from smolvla_train.recording.typedefs import TypeLibrary
 
@@ -58,6 +63,8 @@ EPISODE_TOPIC = "/smolvla/episode"
 EPISODE_TYPE = "std_msgs/msg/String"
 OUTCOMES = ("success", "failure", "unknown")
 DISCARD_DIR = ".discarded"
+#: Saved episodes whose window late messages are still checked against (see _Finished).
+FINISHED_KEPT = 16
 
 
 @dataclass
@@ -140,6 +147,21 @@ class _Episode:
         return {t: n for t, n in lost.items() if n}
 
 
+@dataclass
+class _Finished:
+    """An ended episode: messages of its window handed over after it (late) are counted, not lost silently."""
+
+    index: int
+    window_start: int
+    window_end: int
+    bag_path: Path | None = None  # set when the bag is saved
+    dropped: int = 0  # reported in the result (lost during the episode)
+    late: int = 0  # received in its window, handed over after it was drained
+    late_lost: int = 0  # sequence gaps whose missing messages fall into its window, seen after it ended
+    written: tuple[int, int] = (0, 0)  # (late, late_lost) in its metadata.yaml
+    update_pending: bool = False
+
+
 def lost_in_window(gap: int, before_ns: int, after_ns: int, start_ns: int, end_ns: int | None) -> int:
     """How many of ``gap`` messages missing between two received at ``before_ns`` and ``after_ns`` fall
     into the window ``[start_ns, end_ns]`` (end None: open). Their receive times are unknown: they are spread
@@ -175,10 +197,13 @@ class EpisodeRecorder:
         *,
         clock: Callable[[], int] | None = None,
         drain: Callable[[float], bool] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.cfg = config
         self._clock = clock
         self._drain = drain
+        self._on_warning = on_warning
+        self._finished: collections.deque[_Finished] = collections.deque(maxlen=FINISHED_KEPT)
         self.out_dir = Path(config.out_dir).expanduser()
         self.types = types or TypeLibrary()
         self._lock = threading.Lock()
@@ -236,16 +261,56 @@ class EpisodeRecorder:
             if t.latched:
                 t.latched_data = bytes(data)
             ep = self._episode
-            if ep is None or ep.error:
-                return
             if gap:
-                n = lost_in_window(gap, before, received, ep.window_start, ep.window_end)
-                if n:
-                    ep.lost_seq[topic] = ep.lost_seq.get(topic, 0) + n
-            if not ep.in_window(received):  # received before the start / after the end: not this episode
+                if ep is not None and not ep.error:
+                    n = lost_in_window(gap, before, received, ep.window_start, ep.window_end)
+                    if n:
+                        ep.lost_seq[topic] = ep.lost_seq.get(topic, 0) + n
+                for fin in self._finished:  # missing messages of an episode that has ended already
+                    n = lost_in_window(gap, before, received, fin.window_start, fin.window_end)
+                    if n:
+                        fin.late_lost += n
+                        self._schedule_late_locked(fin)
+            if ep is not None and not ep.error and ep.in_window(received):
+                ep.received[topic] = ep.received.get(topic, 0) + 1
+                self._enqueue_locked(ep, topic, stamp_ns, data)
                 return
-            ep.received[topic] = ep.received.get(topic, 0) + 1
-            self._enqueue_locked(ep, topic, stamp_ns, data)
+            for fin in self._finished:  # received during an ended episode, handed over after its end
+                if fin.window_start <= received <= fin.window_end:
+                    fin.late += 1
+                    self._schedule_late_locked(fin)
+                    break
+
+    def _schedule_late_locked(self, fin: _Finished) -> None:
+        if not fin.update_pending:
+            fin.update_pending = True
+            self._submit_locked(lambda: self._write_late(fin))
+
+    def _write_late(self, fin: _Finished) -> None:
+        """On the writer thread: the late counts into the saved bag's metadata.yaml."""
+        with self._lock:
+            fin.update_pending = False
+            counts = (fin.late, fin.late_lost)
+            if fin.bag_path is None or counts == fin.written:
+                return  # not saved (yet: the finish writes them) / nothing new
+            fin.written = counts
+        try:
+            update_custom_data(
+                fin.bag_path,
+                {"smolvla.dropped": str(fin.dropped + sum(counts)), "smolvla.late": str(sum(counts))},
+            )
+        except Exception as exc:  # noqa: BLE001 (the bag was moved or deleted: say so, go on)
+            self._warn(f"episode {fin.index}: could not record {sum(counts)} late messages: {exc}")
+            return
+        self._warn(
+            f"episode {fin.index}: {sum(counts)} messages received during it were handed over (or found "
+            f"missing) after it was saved; not in {fin.bag_path}, counted in its smolvla.dropped/smolvla.late"
+        )
+
+    def _warn(self, text: str) -> None:
+        if self._on_warning is not None:
+            with contextlib.suppress(Exception):  # a logger failing at shutdown
+                self._on_warning(text)
 
     def add_lost(self, topic: str, count: int) -> None:
         """Messages the middleware reports lost on ``topic`` (counted against the running episode)."""
@@ -399,17 +464,21 @@ class EpisodeRecorder:
                 drained = bool(self._drain(min(timeout, 30.0)))
             except Exception:  # noqa: BLE001 (reported as not drained)
                 drained = False
+        fin = _Finished(ep.index, ep.window_start, ep.window_end)
         with self._lock:
             if self._episode is ep:
                 self._episode = None
+            self._finished.append(fin)  # from now on its late messages are counted there
             event = self._event_bytes("end", ep.index, ep.task, end_ns)
             self._queue.append(("msg", ep, EPISODE_TOPIC, end_ns, event))
             self._cond.notify_all()
         duration = (end_ns - ep.start_ns) * 1e-9
         window = (ep.window_start, ep.window_end)
 
-        def result(path: str, counts: dict[str, int], error: str) -> EpisodeResult:
+        def result(path: str, counts: dict[str, int], error: str, late: int = 0) -> EpisodeResult:
             lost = ep.lost
+            if late:
+                lost["(late)"] = late
             return EpisodeResult(
                 path, ep.index, counts, sum(lost.values()), duration, outcome, error, lost, *window, drained
             )
@@ -422,7 +491,13 @@ class EpisodeRecorder:
                     bag.mark_failed(ep.error)
                 return result("", counts, ep.error or "the bag was never opened")
             custom = self._custom_data(ep.task, ep.index, ep.start_ns, end_ns, outcome)
-            custom["smolvla.dropped"] = str(sum(ep.lost.values()))
+            with self._lock:  # late messages seen between the drain and now are in this bag's report
+                fin.dropped = sum(ep.lost.values())
+                fin.written = (fin.late, fin.late_lost)
+                late = sum(fin.written)
+            custom["smolvla.dropped"] = str(fin.dropped + late)
+            if late:
+                custom["smolvla.late"] = str(late)
             if not drained:
                 custom["smolvla.drained"] = "false"
             try:
@@ -430,8 +505,10 @@ class EpisodeRecorder:
             except Exception as exc:  # noqa: BLE001 (disk full, permissions: reported, the partial stays)
                 error = f"could not finish the bag: {exc}"
                 bag.mark_failed(error)
-                return result("", counts, error)
-            return result(str(path), counts, "")
+                return result("", counts, error, late)
+            with self._lock:
+                fin.bag_path = path
+            return result(str(path), counts, "", late)
 
         try:
             res = self._call(finish, timeout)
