@@ -572,7 +572,8 @@ class EpisodeRecorderNode(Node):
         return response
 
     def shutdown(self) -> None:
-        self.core.close()  # a running episode is saved (drained by the still running subscription thread)
+        # a running episode is saved (drained by the still running subscription thread)
+        self.core.close(self._now_ns() if self._sim_time else None)
         self._stop_subscriptions()
 
     def destroy_node(self) -> None:

@@ -546,11 +546,14 @@ class EpisodeRecorder:
                 return str(path)
         raise BagError("no episode recorded by this recorder to discard")
 
-    def close(self) -> None:
-        """Stop the writer thread; a running episode is ended and saved (outcome unknown)."""
+    def close(self, stamp_ns: int | None = None) -> None:
+        """Stop the writer thread; a running episode is ended and saved (outcome unknown; ``stamp_ns``: bag
+        time of its end event, default the window end)."""
         if self.recording:
+            if stamp_ns is None and self._clock is None:
+                stamp_ns = time.time_ns()
             with contextlib.suppress(Exception):
-                self.end(None if self._clock is not None else time.time_ns(), "unknown", timeout=30.0)
+                self.end(stamp_ns, "unknown", timeout=30.0)
         with self._lock:
             self._stop = True
             self._cond.notify_all()
