@@ -8,6 +8,8 @@ injected on a schedule:
                    also with its EEPROM configuration at factory values)
 ``drop``           every status packet lost for the duration (a silent bus)
 ``garble``         30 % of the status packets corrupted for the duration
+``late``           every reply late for the duration: sent only with the answer to the next request (after
+                   the driver's timeout and input flush; the cause of the soak's 37.8 s jump)
 ``flood``          malformed ``/joint_commands`` at ~200 Hz between the good ones (wrong sizes, NaN, inf,
                    empty, unknown/duplicate names, negative/backwards times, 5000-point trajectories)
 ``param_fuzz``     invalid values of every parameter (wrong types, out of range, NaN, read-only, unknown
@@ -52,7 +54,7 @@ from typing import Any
 
 import ros_harness
 
-FAULTS = ("unplug", "brownout", "drop", "garble", "flood", "param_fuzz", "kill")
+FAULTS = ("unplug", "brownout", "drop", "garble", "late", "flood", "param_fuzz", "kill")
 #: with ``graph=True`` (policy_server + action_queue produce the commands) besides FAULTS
 GRAPH_FAULTS = ("kill_server", "stall_model", "kill_queue", "flood_states")
 #: with ``camera=True`` (a camera_node on a fake device feeds the action queue)
@@ -620,6 +622,9 @@ def run_soak(
                 elif name == "drop":
                     emu.drop_replies(duration_s=fault_duration_s)
                     active_clear = lambda: None  # noqa: E731
+                elif name == "late":
+                    emu.hold_replies(count=10**9)
+                    active_clear = lambda: emu.hold_replies(count=0)  # noqa: E731
                 elif name == "garble":
                     emu.garble_replies(probability=0.3)
                     active_clear = lambda: emu.garble_replies(count=0, probability=0.0)  # noqa: E731

@@ -39,6 +39,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla_common import robot_description
+from smolvla_common.action_client import send_goal_async
 from smolvla_common.image_conversion import image_to_rgb8, numpy_to_image
 from smolvla_common.node_main import run_node
 from smolvla_common.node_parameters import NodeParameters
@@ -563,7 +564,7 @@ class ActionQueueNode(Node):
             goal.rtc_prefix = np.asarray(request.rtc_prefix, dtype=np.float64).reshape(-1).tolist()
             goal.rtc_inference_delay = int(request.rtc_inference_delay)
             goal.rtc_execution_horizon = int(self.core.config.rtc_execution_horizon)
-        future = self._client.send_goal_async(goal)
+        future = send_goal_async(self._client, goal)  # no leaked future per goal (rclpy 9.1.2, issue 19)
         future.add_done_callback(lambda f, r=req: self._on_goal_response(r, f))
 
     def _compact_settings(self) -> CompactSettings:
