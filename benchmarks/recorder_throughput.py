@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if all(r["reported"] >= r["lost"] for r in heavier):
             summary += (
-                "; the recorder reported them all (its count can exceed the gaps: one message may count as a "
-                "DDS message-lost event and as a sequence gap)."
+                "; the recorder reported them all (per topic the larger of its sequence-gap count and the "
+                "DDS message-lost events, which see the same losses)."
             )
         else:
             summary += "; the recorder's own count MISSED some of them."
