@@ -444,6 +444,9 @@ def run_soak(
         "verify_period": 0.5,
         "diagnostics_period": 0.25,
         "read_retries": 2,
+        # the emulator is a thread of this (busy) process: a reply may wait for the CPU longer than a real
+        # servo's; 2 x 30 + 2 ms per attempt instead of 2 x 16 + 2 (a restarted driver failed its connect)
+        "latency_timer_ms": 30.0,
     }
     cap_ticks = max_step / calib.RAD_PER_TICK + 1.0  # + 1: rounding of both goals to whole ticks
     result = SoakResult(duration_s=duration_s)
@@ -559,6 +562,19 @@ def run_soak(
             last_goal[motor_id] = goal
             result.goal_writes += 1
 
+    def check_processes() -> None:
+        """A node that exited without being asked is a crash: counted, its log kept, started again."""
+        nonlocal driver
+        if not driver.alive() and id(driver) not in killed:
+            result.crashes += 1
+            result.crash_logs.append(driver.output()[-4000:])
+            driver = start_driver()
+        for oname, proc in list(others.items()):
+            if not proc.alive() and id(proc) not in killed:
+                result.crashes += 1
+                result.crash_logs.append(f"{oname}:\n" + proc.output()[-4000:])
+                start_other(oname)
+
     last_goal: dict[int, int] = {}
     fuzzer: threading.Thread | None = None
     try:
@@ -595,15 +611,7 @@ def run_soak(
             if harness.flooding_images:
                 harness.flood_images(2)
             # -- crash detection -----------------------------------------------------------------------
-            if not driver.alive() and id(driver) not in killed:
-                result.crashes += 1
-                result.crash_logs.append(driver.output()[-4000:])
-                driver = start_driver()
-            for oname, proc in list(others.items()):
-                if not proc.alive() and id(proc) not in killed:
-                    result.crashes += 1
-                    result.crash_logs.append(f"{oname}:\n" + proc.output()[-4000:])
-                    start_other(oname)
+            check_processes()
             # -- faults --------------------------------------------------------------------------------
             # the next fault waits for the previous one's recovery (at most one period after it cleared)
             waiting = any(t < rec.clear + period_s for rec in pending)
@@ -714,6 +722,7 @@ def run_soak(
 
         # the last faults get time to recover
         def still_pending() -> bool:
+            check_processes()  # a node dying now (e.g. a restarted driver at connect) is a crash too
             drain_goals()
             return _settle(harness, pending, last_motion - harness.t0)
 
