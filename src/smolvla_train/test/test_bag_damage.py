@@ -68,10 +68,15 @@ def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     os.truncate(f, f.stat().st_size // 2)
     out["truncated"] = trunc
 
+    # the middle chunk's zstd frame overwritten from its start (magic number and frame header). Bytes changed
+    # further inside a zstd stream can decode to other bytes of the same length without an error (rosbags
+    # writes neither a zstd content checksum nor the chunk CRC): where 64 bytes landed by file size alone
+    # decided whether this case was detectable (it stopped being when the fixture's frame ids grew)
     corruptz = _copy_bag(goodz, root / "corrupt_zstd")
     f = _data_file(corruptz)
+    start, _length = _chunks(f)[len(_chunks(f)) // 2]
     with open(f, "r+b") as fh:
-        fh.seek(f.stat().st_size // 2)
+        fh.seek(_chunk_records_offset(f.read_bytes(), start))
         fh.write(b"\xa5" * 64)
     out["corrupt_zstd"] = corruptz
 
