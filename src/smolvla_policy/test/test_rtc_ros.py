@@ -137,6 +137,7 @@ def test_queue_sends_its_timeline_as_the_rtc_prefix(ros_executor: Any, run_node:
 # ---- policy server ----------------------------------------------------------------------------------------
 NUM_STEPS = 4
 SEED = 7
+FIXTURE_ACTION = "/rtc_fixture/predict_chunk"
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +157,16 @@ def server_and_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "num_steps": NUM_STEPS,
             "seed": SEED,
             "backend_options": '{"num_threads": 1}',
+            # its own action name: this server lives for the whole module, and the closed-loop test below
+            # starts the graph's policy server on /smolvla/predict_chunk (two servers on one action name
+            # both answer every goal: "Ignoring unexpected goal response", a request timed out in CI)
+            "action_name": FIXTURE_ACTION,
         },
     )
     client = None
     try:
         assert proc.wait_for_output("ready", timeout=120.0), proc.output()
-        client = PolicyClient("/smolvla/predict_chunk", node_name="rtc_test_client")
+        client = PolicyClient(FIXTURE_ACTION, node_name="rtc_test_client")
         assert client.action.wait_for_server(timeout_sec=30.0)
         yield proc, client
     finally:

@@ -97,7 +97,10 @@ def test_three_simulated_episodes_lose_nothing(tmp_path: Path) -> None:
             assert set(np.round(np.diff(infos) / CYCLE).astype(int).tolist()) <= {1, 2}
         if "/robot_description" in msgs:  # latched: the cached message opens every episode
             t_rd, rd = msgs["/robot_description"][0]
-            assert t_rd == start_ns and "<robot" in rd.data
+            # ... once the recorder has it: the first episode can start before the transient-local delivery
+            # reached a just-matched subscription (seen in CI: 20 ms later); then it is recorded on arrival
+            assert t_rd == start_ns or (k == 0 and start_ns <= t_rd <= end_ns), (k, t_rd, start_ns)
+            assert "<robot" in rd.data
         # nothing lost by the independent counts above, and the recorder's own count agrees
         assert rec.dropped == 0 and custom["smolvla.dropped"] == "0", rec
         # the same file opens with the mcap library, and its schemas decode every message
