@@ -445,8 +445,9 @@ def run_soak(
         "diagnostics_period": 0.25,
         "read_retries": 2,
         # the emulator is a thread of this (busy) process: a reply may wait for the CPU longer than a real
-        # servo's; 2 x 30 + 2 ms per attempt instead of 2 x 16 + 2 (a restarted driver failed its connect)
-        "latency_timer_ms": 30.0,
+        # servo's (as EMULATED_BUS_TIMING); 2 x 50 + 2 ms per attempt instead of 2 x 16 + 2
+        # (a restarted driver failed its connect; at 30 ms one was still not connected 60 s after the kill)
+        "latency_timer_ms": 50.0,
     }
     cap_ticks = max_step / calib.RAD_PER_TICK + 1.0  # + 1: rounding of both goals to whole ticks
     result = SoakResult(duration_s=duration_s)
@@ -728,7 +729,7 @@ def run_soak(
 
         ros_harness.wait_for(
             lambda: (harness.command(harness.now()) or True) and not still_pending(),
-            60.0,
+            120.0,  # a bound, not a measurement: a driver restarted at the end imports and connects first
             0.033,
         )
         with harness.lock:
