@@ -400,7 +400,9 @@ def cmd_action(args: argparse.Namespace) -> int:
         def on_feedback(fb: Any) -> None:
             print("Feedback:\n" + _indent(to_yaml(fb.feedback)), flush=True)
 
-        sent = client.send_goal_async(goal, feedback_callback=on_feedback if args.feedback else None)
+        from smolvla_common.action_client import send_goal_async
+
+        sent = send_goal_async(client, goal, feedback_callback=on_feedback if args.feedback else None)
         ros.spin_until(sent.done, None)
         handle = sent.result()
         if not handle.accepted:

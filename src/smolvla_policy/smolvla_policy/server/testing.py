@@ -138,8 +138,10 @@ class PolicyClient:
         """Send a goal (``goal_fields``: further Goal fields, e.g. rtc_prefix) and wait for its acceptance."""
         ref = GoalRef(None)
         goal = self.PredictChunk.Goal(observation=obs, **goal_fields)
-        future = self.action.send_goal_async(
-            goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
+        from smolvla_common.action_client import send_goal_async
+
+        future = send_goal_async(
+            self.action, goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
         )
         ref.handle = self._wait(future, timeout)
         if not ref.handle.accepted:

@@ -232,7 +232,9 @@ class SimTeleop:
         with self.cond:
             n_events = len(self.events)
         goal = self._RecordEpisode.Goal(task=task_text, time_limit=float(time_limit))
-        handle = self._wait_future(self.record_client.send_goal_async(goal), timeout, "RecordEpisode goal")
+        from smolvla_common.action_client import send_goal_async
+
+        handle = self._wait_future(send_goal_async(self.record_client, goal), timeout, "RecordEpisode goal")
         if not handle.accepted:
             raise RuntimeError("episode_recorder rejected the RecordEpisode goal (an episode is running?)")
         result_future = handle.get_result_async()
