@@ -244,6 +244,7 @@ def test_preemption_and_cancel(client: PolicyClient) -> None:
         assert status_name(status) == "canceled"
     finally:
         client.set_parameters(latency_ms=0.0)
+        client.cancel_outstanding()  # a failure above must not leave a 150 s step running into the next test
     status, _ = client.result(client.send(good_observation(timestep=6)))
     assert status_name(status) == "succeeded"
 

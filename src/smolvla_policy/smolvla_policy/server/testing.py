@@ -3,6 +3,7 @@ plug-in backend whose loading waits for a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -108,6 +109,7 @@ class PolicyClient:
         self.node = rclpy.create_node(node_name, context=self.context)
         self.action = ActionClient(self.node, PredictChunk, action_name)
         self.chunks: list[Any] = []
+        self.sent: list[GoalRef] = []  # accepted goals, for cancel_outstanding()
         self.markers: list[Any] = []
         self.node.create_subscription(ActionChunk, "/smolvla/predicted_chunk", self.chunks.append, 10)
         self.node.create_subscription(MarkerArray, "/smolvla/chunk_markers", self.markers.append, 10)
@@ -127,11 +129,16 @@ class PolicyClient:
         rclpy.try_shutdown(context=self.context)
 
     @staticmethod
-    def _wait(future: Any, timeout: float) -> Any:
+    def _wait(future: Any, timeout: float, what: str = "no answer from the policy server") -> Any:
+        """Wait for ``future``: woken by its done callback, and also looking at ``done()`` itself every 50 ms
+        (a done callback is delivered by the executor as a task; the answer must not depend on that)."""
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
-        if not (future.done() or done.wait(timeout)):
-            raise TimeoutError("no answer from the policy server")
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+            done.wait(0.05)
         return future.result()
 
     def send(self, obs: Any, timeout: float = 120.0, **goal_fields: Any) -> GoalRef:
@@ -143,14 +150,34 @@ class PolicyClient:
         future = send_goal_async(
             self.action, goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
         )
-        ref.handle = self._wait(future, timeout)
+        ref.handle = self._wait(future, timeout, "the policy server did not answer the goal request")
         if not ref.handle.accepted:
             raise RuntimeError("goal rejected")
+        self.sent.append(ref)
         return ref
 
     def result(self, ref: GoalRef, timeout: float = 120.0) -> tuple[int, Any]:
-        res = self._wait(ref.handle.get_result_async(), timeout)
+        future = ref.handle.get_result_async()
+        try:
+            res = self._wait(future, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no result from the policy server in {timeout:.0f} s; the goal's last status seen by this "
+                f"client: {status_name(ref.handle.status)}, {len(ref.feedback)} feedback messages"
+            ) from None
         return res.status, res.result
+
+    def cancel_outstanding(self, timeout: float = 30.0) -> None:
+        """Cancel every goal this client sent that has not ended (a failed test must not leave a slow goal
+        running into the next one)."""
+        from action_msgs.msg import GoalStatus
+
+        ended = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
+        for ref in self.sent:
+            if ref.handle.status not in ended:
+                with contextlib.suppress(TimeoutError):
+                    self.cancel(ref, timeout)
+        self.sent.clear()
 
     def cancel(self, ref: GoalRef, timeout: float = 30.0) -> Any:
         return self._wait(ref.handle.cancel_goal_async(), timeout)
