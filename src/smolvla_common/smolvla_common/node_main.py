@@ -15,6 +15,12 @@ installed):
   ``destroy_node``; ``rclpy.try_shutdown``) always runs to its end, and after it SIGINT/SIGTERM stay
   ignored until the process has exited (``run_node`` is the end of a node process's ``main()``).
 
+The exit is bounded: once ``node.shutdown()`` has returned (the arm is safe, files are closed), the rest
+(``destroy_node``, ``rclpy.try_shutdown``, the interpreter's exit) gets :data:`EXIT_STALL_S` seconds. A
+process still alive then prints that its exit stalled, dumps every thread's stack (the diagnosis) and exits
+with its code; otherwise launch's SIGKILL would end it with -9 a few seconds later (seen once in a CI run: the
+driver hung after "torque disabled on exit", where no signal is handled any more).
+
 A start-up error of the node (bad configuration, missing hardware, :class:`ParameterError`) is printed with
 the node's name and gives exit code 1. ``node.shutdown()`` returning ``False`` (e.g. torque off failed) also
 gives exit code 1. A shutdown by signal exits 0.
@@ -23,8 +29,12 @@ gives exit code 1. A shutdown by signal exits 0.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +45,32 @@ from smolvla_common.parameters import ParameterError
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Longest wait of the spin loop between two looks at the stop request [s] (signals are handled in between).
 SPIN_PERIOD = 0.1
+#: How long the exit may take after the node's own shutdown has returned before the process ends itself [s].
+EXIT_STALL_S = 3.0
+
+
+def bound_the_exit(name: str, code: int, seconds: float = EXIT_STALL_S) -> None:
+    """End this process with ``code`` if it is still alive ``seconds`` from now, after printing that its exit
+    stalled and every thread's stack. For the end of a node process only (:func:`run_node` calls it once the
+    node's shutdown is done). A Python thread does it (exit code kept); faulthandler's own thread, which needs
+    no GIL, is the backstop 2 s later (exit code 1) for a stall inside C code that holds the GIL."""
+
+    def watchdog() -> None:
+        time.sleep(seconds)
+        print(
+            f"[{name}] exit stalled {seconds:g} s after the node's shutdown (destroy_node, rclpy shutdown or "
+            f"the interpreter's exit); every thread's stack follows; exiting with code {code}",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+    with contextlib.suppress(Exception):  # no usable stderr file descriptor: the Python watchdog alone
+        faulthandler.dump_traceback_later(seconds + 2.0, exit=True, file=sys.stderr)
 
 
 class StopSignals:
@@ -84,10 +120,12 @@ def run_node(
     start: bool = False,
     startup_errors: tuple[type[BaseException], ...] = (),
     num_threads: int = 1,
+    bound_exit: bool = True,
 ) -> int:
     """Create the node with ``make_node()``, call its ``start()`` if ``start``, and spin it; returns the exit
     code. Afterwards ``node.shutdown()`` is called if the node has one (e.g. torque off, renderer closed),
-    also when ``start()`` failed or was interrupted. See the module docstring for the signal handling.
+    also when ``start()`` failed or was interrupted. See the module docstring for the signal handling and
+    the bounded exit (``bound_exit``: arm it; only a caller that does not end the process may say False).
     """
     import rclpy
     from rclpy._rclpy_pybind11 import RCLError
@@ -125,15 +163,17 @@ def run_node(
         signals.phase = "stopping"  # from here on every signal is ignored: the shutdown runs to its end
         # the callbacks in flight end before the executor's guard condition is destroyed (issue 19, defect 7)
         shutdown_executor(executor)
-        if node is not None:
-            if callable(getattr(node, "shutdown", None)):
-                try:
-                    if node.shutdown() is False:
-                        code = code or 1
-                except Exception as exc:  # noqa: BLE001 (reported; the rest of the shutdown still runs)
-                    message = f"{name}: shutdown failed: {type(exc).__name__}: {exc}"
-                    print(message, file=sys.stderr, flush=True)
+        if node is not None and callable(getattr(node, "shutdown", None)):
+            try:
+                if node.shutdown() is False:
                     code = code or 1
+            except Exception as exc:  # noqa: BLE001 (reported; the rest of the shutdown still runs)
+                message = f"{name}: shutdown failed: {type(exc).__name__}: {exc}"
+                print(message, file=sys.stderr, flush=True)
+                code = code or 1
+        if bound_exit:
+            bound_the_exit(name, code)
+        if node is not None:
             with contextlib.suppress(Exception):
                 node.destroy_node()
         rclpy.try_shutdown()

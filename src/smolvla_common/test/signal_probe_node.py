@@ -5,6 +5,7 @@ time (like camera_node's capture thread); ``shutdown()`` writes ``DIR/shutdown_b
 creates ``DIR/release`` (so the test can signal the process while it is shutting down), stops and joins the
 thread, publishes one last message (the context must still be valid) and writes ``DIR/shutdown_complete``.
 With ``--slow-start`` the node's ``start()`` writes ``DIR/starting`` and waits for ``DIR/release`` instead.
+With ``--hang-in-destroy`` its ``destroy_node()`` never returns (a stall after the node's own shutdown).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def _wait_for(path: Path, timeout: float = 120.0) -> None:
 
 
 class SignalProbe(Node):
-    def __init__(self, directory: Path, slow_start: bool) -> None:
+    def __init__(self, directory: Path, slow_start: bool, hang_in_destroy: bool = False) -> None:
         super().__init__("signal_probe")
-        self.dir, self.slow_start = directory, slow_start
+        self.dir, self.slow_start, self.hang_in_destroy = directory, slow_start, hang_in_destroy
         self.pub = self.create_publisher(String, "signal_probe", 10)
         self.count = 0
         self._stop = threading.Event()
@@ -56,11 +57,16 @@ class SignalProbe(Node):
         self.pub.publish(String(data="last message"))
         (self.dir / "shutdown_complete").write_text(f"{self.count} messages published\n")
 
+    def destroy_node(self) -> None:
+        while self.hang_in_destroy:
+            time.sleep(1.0)
+        super().destroy_node()
+
 
 def main() -> int:
     directory = Path(sys.argv[1])
-    slow = "--slow-start" in sys.argv[2:]
-    return run_node("signal_probe", lambda: SignalProbe(directory, slow), start=True, num_threads=2)
+    slow, hang = "--slow-start" in sys.argv[2:], "--hang-in-destroy" in sys.argv[2:]
+    return run_node("signal_probe", lambda: SignalProbe(directory, slow, hang), start=True, num_threads=2)
 
 
 if __name__ == "__main__":

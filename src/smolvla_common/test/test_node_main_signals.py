@@ -85,3 +85,19 @@ def test_sigint_during_startup_abandons_the_start_and_still_shuts_down(tmp_path:
     code, output = _finish(proc, tmp_path)
     _assert_clean(code, output, tmp_path)
     assert not (tmp_path / "running").exists()
+
+
+@pytest.mark.slow
+def test_exit_stalled_after_shutdown_ends_with_the_stacks_and_the_code(tmp_path: Path) -> None:
+    """CI run 7 (session 3): the driver printed "torque disabled on exit" and then never exited (SIGTERM is
+    ignored from there on), until launch's SIGKILL gave -9. A stall after the node's own shutdown now ends the
+    process with its exit code, saying so and dumping every thread's stack (where it hung)."""
+    proc = _start(tmp_path, "--hang-in-destroy")
+    assert wait_for(lambda: (tmp_path / "running").exists() or proc.poll() is not None, 60)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, output = _finish(proc, tmp_path)  # fails if the process does not end by itself
+    assert code == 0, output
+    assert (tmp_path / "shutdown_complete").exists(), output
+    assert "[signal_probe] exit stalled" in output and "exiting with code 0" in output, output
+    dump = output.split("exit stalled", 1)[1]
+    assert "in destroy_node" in dump, output  # the stack names where it hung
