@@ -18,7 +18,9 @@ from typing import Any
 def _pending_ids(client: Any) -> set[int]:
     ids: set[int] = set()
     for name in ("_pending_goal_requests", "_pending_cancel_requests", "_pending_result_requests"):
-        ids |= {id(f) for f in getattr(client, name, {}).values()}
+        # list(): one C-level copy; the executor's threads remove entries while this runs (no "dictionary
+        # changed size during iteration")
+        ids |= {id(f) for f in list(getattr(client, name, {}).values())}
     return ids
 
 
