@@ -30,6 +30,11 @@ Reliability (issue 19):
   failure (recovery from ERROR, restored configuration): a reading outside the range by more than
   ``max_step`` is not held (a hold writes the clamped pose, the limit, at once): the cycle fails, nothing is
   written, the servos keep their goals (issue 19: the 37.8 s jump of the graph soak held a bad reading).
+- **A recovery holds what the servos hold.** After a bus failure whose read-back shows every servo kept its
+  configuration and torque, the servos still hold the last goal written to them: the recovery holds that
+  goal (no change is written), not the reading. A reading can be one request old and look fresh (a late
+  reply of the same length: the bus cannot tell them apart), and holding it while the servos still moved
+  towards their goal sent them back at full speed (the intermittent over-cap writes of the short soak).
 - **Truthful exit.** :meth:`ArmDriver.close` reports a torque off it could not do, also when the port is
   gone.
 """
@@ -513,6 +518,7 @@ class ArmDriver:
             verify = recovering
             if self.config.verify_period > 0 and t0 - self._last_verify >= self.config.verify_period:
                 verify = True
+            restored = False  # the configuration was written again in this cycle (torque was off meanwhile)
             if verify:
                 diffs = self._check_configuration()
                 if diffs and isinstance(diffs[0], busmod.BusError):
@@ -535,6 +541,7 @@ class ArmDriver:
                         self._fail([bad], "hold after restore")
                         return CycleResult(sample, False, errors=[bad], duration=time.monotonic() - t0)
                     self._reset_goals(sample.position)
+                    restored = True
             self.last_sample = sample
             if self.state == DriverState.ERROR and (bad := self._hold_refused(sample)) is not None:
                 self.read_errors += 1
@@ -543,10 +550,15 @@ class ArmDriver:
             if self.state == DriverState.ERROR:
                 self.recoveries += 1
                 self.state = DriverState.OK
-                self._reset_goals(sample.position)
+                if restored or not self.torque_enabled:
+                    self._reset_goals(sample.position)  # torque was off: the servos are where they read
+                    held = "the present position"
+                else:  # torque kept (read back): the servos hold their last goal; hold it, write no change
+                    self._reset_goals(self.follower.goal)
+                    held = "the last goal (the servos kept their torque)"
                 if self._failing_since is not None:
                     self.recovery_times.append(time.monotonic() - self._failing_since)
-                self._info("bus answers again: recovered, holding the present position")
+                self._info(f"bus answers again: recovered, holding {held}")
             self.consecutive_errors = 0
             self._failing_since = None
             if not self.torque_enabled:

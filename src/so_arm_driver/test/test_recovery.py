@@ -108,20 +108,21 @@ def test_usb_replug_is_recovered(tmp_path, cal):
         d.connect()
         d.set_target(["elbow_flex"], [0.3])
         cycle_until(d, lambda r: r.wrote)
+        assert eventually(lambda: emu.stats["sync_writes"] >= 1)
+        goals = emu.goal_positions()  # what the servos hold through the unplug (they keep power and torque)
         emu.unplug()
-        res = cycle_until(d, lambda r: d.state == DriverState.ERROR)
+        cycle_until(d, lambda r: d.state == DriverState.ERROR)
         assert not d.bus.is_open  # the device was released at once (else a replugged adapter is ttyACM1)
         assert "unplugged" in d.status()[1] or "I/O" in d.status()[1]
         for _ in range(5):  # unplugged: failing cycles never raise, nothing is written
             assert not d.cycle().wrote
         writes_before = emu.stats["sync_writes"]
         emu.replug()
-        res = cycle_until(d, lambda r: r.wrote)
+        cycle_until(d, lambda r: r.wrote)
         assert d.state == DriverState.OK and d.reconnects >= 1 and d.recoveries == 1
         assert eventually(lambda: emu.stats["sync_writes"] > writes_before)  # goals reach the returned device
-        assert d.watchdog_active  # the old command was dropped: holding where the arm was read
-        held = {m.id: raw for m, raw in zip(d.cals, res.sample.raw)}
-        assert eventually(lambda: emu.goal_positions() == held), (emu.goal_positions(), held)
+        assert d.watchdog_active  # the old command was dropped: holding the servos' own last goals
+        assert eventually(lambda: emu.goal_positions() == goals), (emu.goal_positions(), goals)
         assert len(d.recovery_times) == 1
         d.set_target(["elbow_flex"], [0.0])
         cycle_until(d, lambda r: r.wrote and abs(r.goal[ELBOW]) < 1e-9)
@@ -281,6 +282,35 @@ def test_late_configuration_reply_held_as_the_pose_jumped_to_the_limits(cal):
         # held where the arm is: within a tick of the middle - 0.3 rad on every joint
         assert max(abs(g + 0.3) for g in d.follower.goal) < 2 * calib.RAD_PER_TICK
         assert bus.stale_packets == 6  # the late replies were recognised and skipped
+        d.close()
+
+
+def test_recovery_held_a_late_position_reply_while_the_servos_still_moved(cal):
+    """Regression (issue 19, the intermittent over-cap writes of the short soak on a loaded CI machine): the
+    recovery from ERROR held the reading. A late reply to an earlier position read has the same length as the
+    fresh one (the bus cannot tell them apart), so the reading can be one request old; the servos kept their
+    torque and kept moving towards their last goal meanwhile, and the hold sent them back at full speed.
+    Here the servos are slow (they lag their goals), the bus fails into ERROR, and the recovery's position
+    read gets the replies to a read made 0.4 s earlier. The recovery must hold the servos' own last goal."""
+    with Emulator(positions=middle_positions(cal), speed=300.0) as emu:  # ~0.46 rad/s: far behind the goals
+        bus = FeetechBus(emu.port, retries=0, latency_timer_ms=30.0)  # a late reply fails its cycle at once
+        d = ArmDriver(bus, cal, DriverConfig(max_step=0.05, max_consecutive_errors=3, verify_period=0.0))
+        d.connect()
+        emu.goal_present_log = []
+        d.set_target(JOINT_NAMES, [-0.5] * 6)
+        cycle_until(d, lambda r: r.wrote and not r.limited)  # the goals are at -0.5; the servos far behind
+        emu.drop_replies(count=3 * 6)  # three failed reads (six status packets each): ERROR
+        cycle_until(d, lambda r: d.state == DriverState.ERROR, n=20)
+        emu.hold_replies(count=1)  # the next read's replies come late: before the replies to the read after
+        assert not d.cycle().wrote
+        time.sleep(0.4)  # the servos move on (~0.18 rad) towards their goals
+        cycle_until(d, lambda r: r.wrote)  # recovered on the late (0.4 s old) replies
+        assert d.state == DriverState.OK and d.recoveries == 1 and emu.stats["held"] == 6
+        assert eventually(lambda: emu.stats["sync_writes"] >= len(emu.goal_present_log) // 6)
+        with emu.locked():
+            log = list(emu.goal_present_log)
+        assert jumps(log, 0.05 / calib.RAD_PER_TICK + 1) == []
+        assert max(abs(g + 0.5) for g in d.follower.goal) < 1e-9  # the servos' own goal, held
         d.close()
 
 
