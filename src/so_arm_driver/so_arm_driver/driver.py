@@ -67,7 +67,13 @@ class DriverState(Enum):
 
 
 class DriverStartupError(RuntimeError):
-    """Connect/configure failed (missing servo, wrong model, port, calibration): the message names the id."""
+    """Connect/configure failed (missing servo, wrong model, port, calibration): the message names the id.
+    ``transient``: a communication failure (no reply, a failed write or read) that a bus hiccup explains and
+    a new attempt may not meet, unlike a missing port, a wrong model or a missing calibration entry."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass
@@ -95,6 +101,10 @@ class DriverConfig:
     #: s between read-backs of every servo's configuration (one sync read; also after every failed cycle);
     #: 0 = only after failed cycles
     verify_period: float = 1.0
+    #: s during which :meth:`ArmDriver.connect` tries again after a communication failure (a servo that does
+    #: not answer, a failed configuration write or first read: a bus hiccup, a servo supply still coming up)
+    #: before it gives up; 0 = one attempt. A missing port or a wrong servo model fails at once.
+    connect_retry: float = 5.0
 
 
 @dataclass
@@ -193,7 +203,23 @@ class ArmDriver:
 
     # -- connect -----------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Open the bus, check every servo (id and model), configure like lerobot, hold the present pose."""
+        """Open the bus, check every servo (id and model), configure like lerobot, hold the present pose.
+        Communication failures are tried again for ``connect_retry`` seconds (each one logged)."""
+        deadline = time.monotonic() + max(0.0, self.config.connect_retry)
+        attempt = 1
+        while True:
+            try:
+                self._connect_once()
+                return
+            except DriverStartupError as exc:
+                left = deadline - time.monotonic()
+                if not exc.transient or left <= 0.0:
+                    raise
+                self._warn(f"connect attempt {attempt} failed: {exc}; trying again ({left:.1f} s left)")
+                attempt += 1
+                time.sleep(min(0.25, left))
+
+    def _connect_once(self) -> None:
         try:
             self.bus.open()
         except busmod.BusOpenError as exc:
@@ -213,7 +239,8 @@ class ArmDriver:
                 )
         if problems:
             self.bus.close()
-            raise DriverStartupError("; ".join(problems))
+            silent = all("does not answer" in p for p in problems)  # no reply at all: maybe a hiccup
+            raise DriverStartupError("; ".join(problems), transient=silent)
         if self.config.configure_motors:
             try:
                 self._configure()
@@ -223,7 +250,7 @@ class ArmDriver:
         sample = self._read_sample()
         if isinstance(sample, list):
             self.bus.close()
-            raise DriverStartupError("initial read failed: " + "; ".join(map(str, sample)))
+            raise DriverStartupError("initial read failed: " + "; ".join(map(str, sample)), transient=True)
         with self._lock:
             self.last_sample = sample
             self._reset_goals(sample.position)
@@ -238,7 +265,7 @@ class ArmDriver:
     def _configure(self) -> None:
         errors = self._configure_errors()
         if errors:
-            raise DriverStartupError("configuration failed: " + "; ".join(map(str, errors)))
+            raise DriverStartupError("configuration failed: " + "; ".join(map(str, errors)), transient=True)
 
     def _configured_registers(self, name: str) -> list[tuple[str, int]]:
         """What the configuration writes into servo ``name`` (besides torque, lock, phase, calibration)."""

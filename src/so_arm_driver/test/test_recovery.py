@@ -14,7 +14,14 @@ import pytest
 from so_arm_description.robot_spec import JOINT_NAMES
 from so_arm_driver import calibration as calib
 from so_arm_driver.bus import FeetechBus
-from so_arm_driver.driver import ArmDriver, DriverConfig, DriverState, ThrottledLog, rejection_key
+from so_arm_driver.driver import (
+    ArmDriver,
+    DriverConfig,
+    DriverStartupError,
+    DriverState,
+    ThrottledLog,
+    rejection_key,
+)
 from so_arm_driver.emulator import Emulator
 
 CAL = {
@@ -339,6 +346,33 @@ def test_recovery_hold_with_a_joint_outside_its_range_wrote_the_limit(cal):
         cycle_until(d, lambda r: r.wrote)
         assert d.state == DriverState.OK
         d.close()
+
+
+def test_driver_started_while_the_bus_hiccups_exited_instead_of_connecting(cal):
+    """Regression (issue 19, the soak's restarts): a driver (re)started while the bus was silent for a moment
+    (a brown-out, a loaded USB adapter) gave up at its first failed ping or configuration write and the node
+    exited ("cannot start"). A communication failure at connect is now tried again for ``connect_retry`` s,
+    each attempt logged; with ``connect_retry`` 0 it still fails at once, and a wrong model never retries."""
+    log = Log()
+    with Emulator(positions=middle_positions(cal)) as emu:
+        emu.drop_replies(duration_s=1.0)  # silent bus for 1 s from now
+        d = make(emu.port, cal, log, connect_retry=20.0)
+        d.connect()
+        assert d.state == DriverState.OK and d.torque_enabled
+        assert "connect attempt 1 failed" in log.text() and "does not answer" in log.text()
+        assert emu.goal_positions() == emu.present_positions()  # no motion at connect, also after retries
+        d.close()
+        emu.drop_replies(duration_s=2.5)  # longer than one ping's retries (1 s budget)
+        d = make(emu.port, cal, connect_retry=0.0)
+        with pytest.raises(DriverStartupError, match="does not answer") as info:
+            d.connect()
+        assert info.value.transient
+    with Emulator(positions=middle_positions(cal), models={1: 1020}) as emu:
+        log = Log()
+        d = make(emu.port, cal, log, connect_retry=20.0)
+        with pytest.raises(DriverStartupError, match="model number 1020") as info:
+            d.connect()
+        assert not info.value.transient and "connect attempt" not in log.text()  # final: not tried again
 
 
 # -- defect 3 ------------------------------------------------------------------------------------------

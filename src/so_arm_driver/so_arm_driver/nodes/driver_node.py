@@ -149,6 +149,17 @@ PARAMETERS = ParameterTable(
             10.0,
             read_only=True,
         ),
+        Param(
+            "connect_retry",
+            5.0,
+            "How long the start-up connect tries again after a communication failure (a servo that does not "
+            "answer, a failed configuration write or first read) before the node gives up [s]; 0 = once. A "
+            "missing port or a wrong servo model fails at once.",
+            "double",
+            0.0,
+            120.0,
+            read_only=True,
+        ),
         Param("rate", 50.0, "Read/write cycle and /joint_states rate [Hz].", "double", 1.0, 500.0),
         Param(
             "max_step",
@@ -257,6 +268,7 @@ class DriverNodeConfig:
     read_retries: int
     latency_timer_ms: float
     retry_budget: float
+    connect_retry: float
     rate: float
     max_step: float
     command_timeout: float
@@ -412,6 +424,7 @@ class DriverNode(Node):
             leader=self.cfg.leader,
             reconnect_period=self.cfg.reconnect_period,
             verify_period=self.cfg.verify_period,
+            connect_retry=self.cfg.connect_retry,
         )
 
     # -- parameters -----------------------------------------------------------------------------------------
