@@ -32,6 +32,7 @@ from visualization_msgs.msg import MarkerArray
 
 from smolvla_common import robot_description
 from smolvla_common.executor_shutdown import shutdown_executor
+from smolvla_common.node_main import bound_the_exit
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
@@ -372,6 +373,11 @@ def _transition(method: Any) -> None:
         method()
 
 
+#: The longest the policy server's shutdown may take before the process ends itself [s] (launch sends SIGKILL
+#: 10 s after the first SIGINT; the stack dump of a stall must come before that).
+SHUTDOWN_BUDGET_S = 6.0
+
+
 def main(args: list[str] | None = None) -> None:
     # OpenMP threads that sleep instead of spinning between the model's kernels: on a machine shared with
     # the other nodes this cut a chunk's CPU time by a third (benchmarks/policy_latency.py). Must be set
@@ -396,6 +402,10 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException, RCLError):
         pass
     finally:
+        # nothing below protects hardware or data (the goals' results are a courtesy): the whole shutdown is
+        # bounded, a stall ends the process with every thread's stack (a CI run's policy server once did not
+        # exit within launch's 10 s and was SIGKILLed)
+        bound_the_exit("policy_server", 0, SHUTDOWN_BUDGET_S)
         if node is not None:
             node.close()
             node.wait_idle(timeout=2.0)
