@@ -86,7 +86,11 @@ txp() { sed "s/:/ /" /proc/net/dev | awk '$1 == "smolvla0" {print $11}'; }
 # datagrams and segments sent by sockets of this namespace (every interface): what DDS would send
 sockout() {
   awk '$1 == "Udp:" && $5 ~ /^[0-9]+$/ {u=$5} $1 == "Tcp:" && $12 ~ /^[0-9]+$/ {t=$12} END {print u + t}' \
-    /proc/net/snmp | { read v4; v6=$(awk '$1 == "Udp6OutDatagrams" {print $2}' /proc/net/snmp6); echo $((v4 + ${v6:-0})); }
+    /proc/net/snmp | {
+      read -r v4
+      v6=$(awk '$1 == "Udp6OutDatagrams" {print $2}' /proc/net/snmp6)
+      echo $((v4 + ${v6:-0}))
+    }
 }
 before=$(txp)
 sock_before=$(sockout)
