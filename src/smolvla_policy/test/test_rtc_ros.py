@@ -280,9 +280,14 @@ def test_closed_loop_in_the_simulator_with_rtc(ros_executor: Any, run_node: Any,
     }
     queue = run_node("smolvla_policy", "action_queue", params_file=CONFIG, parameters=params)
     probe = Probe(ros_executor)
+    # requests sent before DDS discovery found the server fail and are retried (CI run 11: 3 at load);
+    # from the first chunk on, none may fail
+    ok = wait_for(lambda: (m := probe.last()) is not None and m.chunks_received >= 1, 240.0)
+    assert ok, f"{probe.last()}\n{queue.output()[-2000:]}\n{server.output()[-2000:]}"
+    failed_at_start = probe.last().requests_failed
     ok = wait_for(lambda: (m := probe.last()) is not None and m.chunks_received >= 4, 240.0)
     assert ok, f"{probe.last()}\n{queue.output()[-2000:]}\n{server.output()[-2000:]}"
-    assert probe.last().requests_failed == 0, queue.output()[-3000:]
+    assert probe.last().requests_failed == failed_at_start, queue.output()[-3000:]
     assert wait_for(lambda: len(prefixes) >= 2, 30.0), server.output()[-3000:]
     assert all(len(m.points) >= 1 for m in prefixes)
     assert wait_for(lambda: len(probe.commands) > 30, 60.0)  # the arm keeps being commanded

@@ -71,6 +71,9 @@ def test_usb_replug_is_recovered_by_the_node(tmp_path: Path, cal_file: Path) -> 
         node = start(tmp_path, link, cal_file)
         try:
             assert wait_for(lambda: all(emu.servo(i).torque_enabled for i in IDS) or not node.alive(), 60)
+            # torque is on before connect() has finished (Lock is written after it): unplug only once the node
+            # says it is connected (CI run 11: an unplug between the two made the start-up fail, as it should)
+            assert node.wait_for_output("connected to so101", 60), node.output()
             emu.unplug()
             assert node.wait_for_output("port closed, reopening", 30), node.output()
             emu.goal_log.clear()
