@@ -80,3 +80,15 @@ def run_node() -> Iterator[object]:
     yield start
     for proc in reversed(started):
         proc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test's report ends with the last lines of the node processes it ran (their logs are files
+    that a CI run does not keep): what the server said is often the answer."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        tails = ros_harness.log_tails(since=call.start)
+        if tails:
+            report.sections.append(("node logs (last lines)", tails))

@@ -6,7 +6,8 @@ Used by the test suite (`conftest.py`), the benchmarks and the launch runner:
   ``FASTDDS_DEFAULT_PROFILES_FILE`` and ``FASTRTPS_DEFAULT_PROFILES_FILE``, a ``ROS_DOMAIN_ID`` of its own,
   a ``ROS_LOG_DIR`` and ``HOME``; the variables that would override the profile are removed.
 - :func:`find_executable` resolves ``<prefix>/lib/<pkg>/<exe>`` through the ament index (like ``ros2 run``).
-- :class:`NodeProcess` starts an installed executable with ``--ros-args`` and stops it with SIGINT.
+- :class:`NodeProcess` starts an installed executable with ``--ros-args`` and stops it with SIGINT;
+  :func:`log_tails` returns the last lines of the processes that ran since a time (a failed test's report).
 """
 
 from __future__ import annotations
@@ -128,6 +129,29 @@ def _param_literal(value: Any) -> str:
     return repr(value)
 
 
+#: Every NodeProcess of this interpreter, for :func:`log_tails` (a test run starts a few hundred).
+_STARTED: list[NodeProcess] = []
+
+
+def log_tails(since: float, lines: int = 30) -> str:
+    """The last ``lines`` lines of every NodeProcess still running or whose log was written after ``since``
+    (``time.time()``), each under a header with its executable, its PID and its exit code."""
+    parts = []
+    for proc in _STARTED:
+        try:
+            if proc.proc.poll() is not None and os.path.getmtime(proc.log_path) < since:
+                continue
+            text = Path(proc.log_path).read_text(errors="replace")
+        except OSError:
+            continue
+        tail = "\n".join(text.splitlines()[-lines:])
+        code = proc.proc.poll()
+        state = "running" if code is None else f"exit code {code}"
+        head = f"--- {proc.package}/{proc.executable} (pid {proc.proc.pid}, {state}) {proc.log_path}"
+        parts.append(f"{head}\n{tail}")
+    return "\n".join(parts)
+
+
 class NodeProcess:
     """An installed executable run as a subprocess with ``--ros-args``; stopped with SIGINT."""
 
@@ -155,6 +179,7 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             self.cmd, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _STARTED.append(self)
 
     @property
     def log_path(self) -> str:

@@ -13,7 +13,6 @@ Parameters: config/policy_server.yaml.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -263,7 +262,7 @@ class PolicyServerNode(Node):
             result.image_width, result.image_height = int(size[0]), int(size[1])
         if job is None:  # cannot happen: every accepted goal gets a job
             result.error = "internal error: unknown goal"
-            _transition(goal_handle.abort)
+            self._transition(goal_handle, goal_handle.abort)
             return result
         outcome = job.wait()
         with self._jobs_lock:
@@ -276,7 +275,7 @@ class PolicyServerNode(Node):
                 outcome = Outcome(ABORTED, error=f"building the result failed: {type(exc).__name__}: {exc}")
             else:
                 result.chunk = chunk_msg
-                _transition(goal_handle.succeed)
+                self._transition(goal_handle, goal_handle.succeed)
                 return result
         result.error = outcome.error
         if outcome.status == CANCELLED:
@@ -285,12 +284,26 @@ class PolicyServerNode(Node):
             while not (goal_handle.is_cancel_requested or self._closing) and time.monotonic() < deadline:
                 time.sleep(0.002)
             if goal_handle.is_cancel_requested:
-                _transition(goal_handle.canceled)
+                self._transition(goal_handle, goal_handle.canceled)
                 self.get_logger().info(f"goal {key.hex()[:8]} cancelled")
                 return result
         self.get_logger().warning(f"goal {key.hex()[:8]} aborted: {outcome.error}")
-        _transition(goal_handle.abort)
+        self._transition(goal_handle, goal_handle.abort)
         return result
+
+    def _transition(self, goal_handle: ServerGoalHandle, method: Any) -> None:
+        """Move the goal to its terminal state. A refused transition is logged, not raised: rclpy then aborts
+        the goal itself if it is still active (and when that fails too its result is never sent: the log
+        says why)."""
+        try:
+            method()
+        except Exception as exc:
+            if self._closing or not goal_handle.is_active:
+                return  # the context is going away, or the goal was already finished
+            self.get_logger().error(
+                f"goal {bytes(goal_handle.goal_id.uuid).hex()[:8]}: {method.__name__}() failed in state "
+                f"{goal_handle.status}: {type(exc).__name__}: {exc}"
+            )
 
     def _publish(self, job: Job, outcome: Outcome) -> Any:
         cfg, req = self.config, job.request
@@ -366,11 +379,6 @@ class PolicyServerNode(Node):
         self._reload.set()
         self.scheduler.shutdown()
         self._loader.join(timeout=1.0)  # a model load in progress is left to finish as a daemon thread
-
-
-def _transition(method: Any) -> None:
-    with contextlib.suppress(Exception):  # state already terminal, or the context is shutting down
-        method()
 
 
 #: The longest the policy server's shutdown may take before the process ends itself [s] (launch sends SIGKILL

@@ -83,6 +83,47 @@ def gated_scripted_backend(options: Mapping[str, Any]) -> Any:
     return ScriptedBackend.from_options(options)
 
 
+class _PauseWatch:
+    """The longest time this process's threads were not scheduled while a wait lasted (a thread that sleeps
+    20 ms and measures how late it wakes): tells a stalled machine from a lost message in a failure report."""
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+    _gaps: list[tuple[float, float]] = []  # (monotonic time of the wake, lateness [s]) of the late wakes
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    @classmethod
+    def start(cls) -> _PauseWatch:
+        with cls._lock:
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._run, name="pause-watch", daemon=True)
+                cls._thread.start()
+        return cls()
+
+    @classmethod
+    def _run(cls) -> None:
+        period = 0.02
+        last = time.monotonic()
+        while True:
+            time.sleep(period)
+            now = time.monotonic()
+            late = now - last - period
+            if late > 0.25:
+                with cls._lock:
+                    cls._gaps.append((now, late))
+                    del cls._gaps[:-1000]
+            last = now
+
+    def describe(self) -> str:
+        with self._lock:
+            gaps = [late for t, late in self._gaps if t >= self.t0]
+        if not gaps:
+            return "this process was never paused longer than 0.25 s meanwhile"
+        return f"this process was paused {len(gaps)} times meanwhile, the longest {max(gaps):.1f} s"
+
+
 @dataclass
 class GoalRef:
     handle: Any
@@ -156,16 +197,42 @@ class PolicyClient:
         self.sent.append(ref)
         return ref
 
-    def result(self, ref: GoalRef, timeout: float = 120.0) -> tuple[int, Any]:
-        future = ref.handle.get_result_async()
-        try:
-            res = self._wait(future, timeout)
-        except TimeoutError:
+    def result(self, ref: GoalRef, timeout: float = 120.0, ask_again_s: float = 5.0) -> tuple[int, Any]:
+        """The goal's (status, result). The request is sent again every ``ask_again_s`` until one is answered:
+        a service response can be lost in the middleware (rmw_fastrtps drops it, "client will not receive
+        response", when the server has not matched this client's response reader within 100 ms, or no longer
+        matches it after a lease expiry), and the server answers every request for a goal it keeps."""
+        deadline = time.monotonic() + timeout
+        pauses = _PauseWatch.start()
+        futures: list[Any] = []
+        while True:
+            futures.append(ref.handle.get_result_async())
+            wait = min(ask_again_s, deadline - time.monotonic())
+            try:
+                res = self._wait_any(futures, max(wait, 0.0))
+                return res.status, res.result
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    continue
             raise TimeoutError(
-                f"no result from the policy server in {timeout:.0f} s; the goal's last status seen by this "
-                f"client: {status_name(ref.handle.status)}, {len(ref.feedback)} feedback messages"
+                f"no result from the policy server in {timeout:.0f} s ({len(futures)} requests); the goal's "
+                f"last status seen by this client: {status_name(ref.handle.status)}, {len(ref.feedback)} "
+                f"feedback messages; {pauses.describe()}"
             ) from None
-        return res.status, res.result
+
+    @staticmethod
+    def _wait_any(futures: Sequence[Any], timeout: float) -> Any:
+        done = threading.Event()
+        for future in futures:
+            future.add_done_callback(lambda _f: done.set())
+        deadline = time.monotonic() + timeout
+        while True:
+            for future in futures:
+                if future.done():
+                    return future.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError("no answer from the policy server")
+            done.wait(0.05)
 
     def cancel_outstanding(self, timeout: float = 30.0) -> None:
         """Cancel every goal this client sent that has not ended (a failed test must not leave a slow goal
