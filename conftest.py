@@ -89,6 +89,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        tails = ros_harness.log_tails(since=call.start)
+        dumped = ros_harness.dump_stacks()  # the nodes still running print their threads' stacks first
+        tails = ros_harness.log_tails(since=call.start, lines=250 if dumped else 30)
         if tails:
             report.sections.append(("node logs (last lines)", tails))

@@ -12,6 +12,7 @@ Used by the test suite (`conftest.py`), the benchmarks and the launch runner:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -131,6 +132,31 @@ def _param_literal(value: Any) -> str:
 
 #: Every NodeProcess of this interpreter, for :func:`log_tails` (a test run starts a few hundred).
 _STARTED: list[NodeProcess] = []
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def dump_stacks(settle_s: float = 1.0) -> int:
+    """Ask every running NodeProcess that handles SIGUSR2 (the project's nodes: every thread's stack to its
+    log, see smolvla_common.node_main) for its stacks; returns how many were asked."""
+    asked = 0
+    for proc in _STARTED:
+        if proc.proc.poll() is None and _catches(proc.proc.pid, signal.SIGUSR2):
+            with contextlib.suppress(OSError):
+                os.kill(proc.proc.pid, signal.SIGUSR2)
+                asked += 1
+    if asked:
+        time.sleep(settle_s)
+    return asked
 
 
 def log_tails(since: float, lines: int = 30) -> str:

@@ -21,6 +21,9 @@ process still alive then prints that its exit stalled, dumps every thread's stac
 with its code; otherwise launch's SIGKILL would end it with -9 a few seconds later (seen once in a CI run: the
 driver hung after "torque disabled on exit", where no signal is handled any more).
 
+``kill -USR2 <pid>`` prints every Python thread's stack to the node's stderr and the node carries on
+(:func:`enable_stack_dumps`): the diagnosis of a node that stopped answering.
+
 A start-up error of the node (bad configuration, missing hardware, :class:`ParameterError`) is printed with
 the node's name and gives exit code 1. ``node.shutdown()`` returning ``False`` (e.g. torque off failed) also
 gives exit code 1. A shutdown by signal exits 0.
@@ -112,6 +115,17 @@ class StopSignals:
         return f"{names[0]}{extra}" if names else "no signal"
 
 
+#: The signal on which a node prints every thread's stack and carries on.
+STACK_DUMP_SIGNAL = signal.SIGUSR2
+
+
+def enable_stack_dumps() -> None:
+    """On :data:`STACK_DUMP_SIGNAL`, print every Python thread's stack to stderr (faulthandler: works while
+    the interpreter is stuck in C code holding the GIL) and go on."""
+    with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):  # no main thread, no fd 2
+        faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+
+
 def run_node(
     name: str,
     make_node: Callable[[], Any],
@@ -133,6 +147,7 @@ def run_node(
     from rclpy.signals import SignalHandlerOptions
 
     signals = StopSignals().install()
+    enable_stack_dumps()
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except KeyboardInterrupt:

@@ -223,24 +223,24 @@ def test_preemption_and_cancel(client: PolicyClient) -> None:
         assert wait_for(lambda: len(running.feedback) >= 1, 60.0)  # it is running now
         waiting = client.send(good_observation(timestep=2))
         newer = client.send(good_observation(timestep=3))
-        status, result = client.result(waiting, timeout=30.0)
+        status, result = client.result(waiting, timeout=120.0)
         assert status_name(status) == "aborted" and "preempted" in result.error
         bad = client.send(make_observation(camera_images(("top",), 64, 64), timestep=4))
-        status, result = client.result(bad, timeout=30.0)
+        status, result = client.result(bad, timeout=120.0)
         assert status_name(status) == "aborted" and "missing camera" in result.error
 
         assert client.cancel(running).return_code == 0
-        status, result = client.result(running, timeout=30.0)
+        status, result = client.result(running, timeout=120.0)
         assert status_name(status) == "canceled" and result.error == "cancelled"
         assert len(running.feedback) < NUM_STEPS  # stopped at the next step
 
         assert wait_for(lambda: len(newer.feedback) >= 1, 60.0)  # the bad goal did not preempt it: it runs
         pending = client.send(good_observation(timestep=5))
         assert client.cancel(pending).return_code == 0
-        status, result = client.result(pending, timeout=30.0)
+        status, result = client.result(pending, timeout=120.0)
         assert status_name(status) == "canceled" and pending.feedback == []
         assert client.cancel(newer).return_code == 0
-        status, result = client.result(newer, timeout=30.0)
+        status, result = client.result(newer, timeout=120.0)
         assert status_name(status) == "canceled"
     finally:
         client.set_parameters(latency_ms=0.0)

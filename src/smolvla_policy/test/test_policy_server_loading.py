@@ -43,7 +43,7 @@ def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Pat
         q = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
         first = client.send(make_observation(positions=q, timestep=1))
         second = client.send(make_observation(positions=q, timestep=2))
-        status, result = client.result(first, timeout=30.0)  # preempted while both wait for the backend
+        status, result = client.result(first, timeout=120.0)  # preempted while both wait for the backend
         assert status_name(status) == "aborted" and "preempted" in result.error
         result_future = second.handle.get_result_async()
         time.sleep(0.5)

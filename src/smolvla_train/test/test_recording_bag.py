@@ -368,6 +368,63 @@ def test_messages_handed_over_after_their_episode_was_saved_are_counted_in_it(tm
     assert warnings and "episode 0: 7 messages" in warnings[-1]
 
 
+def test_a_message_repaired_after_the_end_is_in_the_episode_its_successor_was_received_in(
+    tmp_path: Path,
+) -> None:
+    """CI run 11 of session 4 (test_no_message_lost_at_episode_boundaries_when_the_recorder_lags_at_100hz):
+    after the recorder was frozen, one message published before the end was lost in the shared-memory port and
+    repaired; the middleware stamps a repaired message when the repair arrives, after the end, while the
+    messages published after it, held back behind it, kept their receive times inside the window. It was in
+    no bag and counted nowhere. A message is sent before every later message of its publisher: its receive
+    time is taken as the earliest of its own and theirs (during the drain: into the bag; after the episode
+    was saved: counted late in it). Messages really received after the end stay out."""
+    clock = [T0]
+    ms = 1_000_000
+    handed: list[tuple[int, int]] = []
+
+    def drain(timeout: float) -> bool:  # the backlog, in sequence order, as the middleware hands it over
+        for i, t in handed:
+            rec.on_message("/joint_states", _joint_state(i), t, seq=i, publisher=b"A")
+        return True
+
+    rec = EpisodeRecorder(RecorderConfig(out_dir=str(tmp_path)), clock=lambda: clock[0], drain=drain)
+    rec.register_topic("/joint_states", "sensor_msgs/msg/JointState", [QOS])
+    rec.start("first")
+    for i in range(1, 4):
+        rec.on_message("/joint_states", _joint_state(i), T0 + i * 10 * ms, seq=i, publisher=b"A")
+    # 4 and 5 were lost and repaired at T0+150 ms, after the end (T0+100 ms); 6 and 7 were received before
+    # the end and waited behind them; 8 was received after the end
+    handed.extend([(4, T0 + 150 * ms), (5, T0 + 151 * ms), (6, T0 + 60 * ms), (7, T0 + 70 * ms)])
+    handed.append((8, T0 + 160 * ms))
+    clock[0] = T0 + 100 * ms
+    first = rec.end()
+    assert first.dropped == 0
+    assert _numbers(Path(first.bag_path)) == [(T0 + i * 10 * ms, i) for i in range(1, 4)] + [
+        (T0 + 60 * ms, 4),
+        (T0 + 60 * ms, 5),
+        (T0 + 60 * ms, 6),
+        (T0 + 70 * ms, 7),
+    ]
+
+    # the same after the episode was saved: the repaired one is counted late in it, not lost silently
+    clock[0] = T0 + 200 * ms
+    rec.start("second")
+    for i in range(9, 12):
+        rec.on_message("/joint_states", _joint_state(i), T0 + (200 + i) * ms, seq=i, publisher=b"A")
+    handed.clear()
+    clock[0] = T0 + 300 * ms
+    second = rec.end()
+    rec.on_message("/joint_states", _joint_state(12), T0 + 350 * ms, seq=12, publisher=b"A")  # repaired
+    rec.on_message("/joint_states", _joint_state(13), T0 + 290 * ms, seq=13, publisher=b"A")
+    rec.on_message("/joint_states", _joint_state(14), T0 + 360 * ms, seq=14, publisher=b"A")  # after it
+    rec.close()  # the writer thread has updated the metadata
+    meta = yaml.safe_load((Path(second.bag_path) / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"
+    ]
+    assert meta["custom_data"]["smolvla.late"] == "2"  # 12 and 13, not 14
+    assert [i for _, i in _numbers(Path(second.bag_path))] == [9, 10, 11]
+
+
 def test_sequence_gaps_are_counted_per_publisher_and_by_receive_time(tmp_path: Path) -> None:
     """Two publishers on one topic (their numbers interleave: no gap), a gap inside the episode (counted
     whole), a gap across the start (only the part whose interpolated receive times fall into the window)."""

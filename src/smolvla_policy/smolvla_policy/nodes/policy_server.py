@@ -31,7 +31,7 @@ from visualization_msgs.msg import MarkerArray
 
 from smolvla_common import robot_description
 from smolvla_common.executor_shutdown import shutdown_executor
-from smolvla_common.node_main import bound_the_exit
+from smolvla_common.node_main import bound_the_exit, enable_stack_dumps
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
@@ -394,6 +394,7 @@ def main(args: list[str] | None = None) -> None:
     # Own SIGINT/SIGTERM handling: finish every goal (aborted, "shutting down") and send the results while
     # the context is still valid, then stop the executor, join its thread and shut rclpy down.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    enable_stack_dumps()  # kill -USR2 <pid>: every thread's stack on stderr
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -23,7 +23,12 @@ middleware by seconds on a loaded machine, so
 - a message handed over after its episode was saved (the middleware holds received messages back until a
   missing earlier one is repaired, seconds after a stall) cannot go into the bag any more: it is counted
   for that episode (``smolvla.late``, added to ``smolvla.dropped`` in its ``metadata.yaml``, ``on_warning``),
-  like a sequence gap whose missing messages fall into a saved episode's window.
+  like a sequence gap whose missing messages fall into a saved episode's window;
+- the repaired message itself is received (stamped) only when the repair arrives, after the messages
+  published after it: its receive time can lie after the end although a later message of its publisher was
+  received before it. A message's receive time is therefore taken as the earliest receive time of it and of
+  the later messages of its publisher (causal order): a message received after an end is held back (its
+  data only while that episode drains) until its publisher's next message says where it belongs.
 
 Losses counted per topic during an episode: gaps in the publication sequence numbers, tracked per publisher
 (a topic may have several), attributed to the episode whose window the missing messages' receive times fall
@@ -65,6 +70,11 @@ OUTCOMES = ("success", "failure", "unknown")
 DISCARD_DIR = ".discarded"
 #: Saved episodes whose window late messages are still checked against (see _Finished).
 FINISHED_KEPT = 16
+#: Messages received up to this long after an episode's end are held back per publisher until its next
+#: message gives their causal receive time (a repair after a stall takes seconds) [ns].
+HOLD_HORIZON_NS = 30 * 10**9
+#: At most this many held messages per publisher (the oldest go first).
+HOLD_MAX = 2000
 
 
 @dataclass
@@ -114,6 +124,9 @@ class _Topic:
     received: int = 0  # whole life
     # per publisher (its GID; None when the caller does not tell): last sequence number and its receive time
     publishers: dict[object, tuple[int, int]] = field(default_factory=dict)
+    # per publisher: messages received after an episode's end, waiting for their causal receive time:
+    # (receive time, stamp, data or None once no episode is draining)
+    held: dict[object, list[tuple[int, int, bytes | memoryview | None]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -261,6 +274,7 @@ class EpisodeRecorder:
             if t.latched:
                 t.latched_data = bytes(data)
             ep = self._episode
+            held = t.held.pop(publisher, None) if seq is not None and seq > 0 else None
             if gap:
                 if ep is not None and not ep.error:
                     n = lost_in_window(gap, before, received, ep.window_start, ep.window_end)
@@ -272,14 +286,62 @@ class EpisodeRecorder:
                         fin.late_lost += n
                         self._schedule_late_locked(fin)
             if ep is not None and not ep.error and ep.in_window(received):
+                if held:  # sent before this one: in the episode too if received after it
+                    self._place_held_locked(topic, held, received, stamp_ns, ep, None)
                 ep.received[topic] = ep.received.get(topic, 0) + 1
                 self._enqueue_locked(ep, topic, stamp_ns, data)
                 return
             for fin in self._finished:  # received during an ended episode, handed over after its end
                 if fin.window_start <= received <= fin.window_end:
+                    if held:
+                        self._place_held_locked(topic, held, received, stamp_ns, None, fin)
                     fin.late += 1
                     self._schedule_late_locked(fin)
-                    break
+                    return
+            # in no episode: the held ones keep waiting (a later message may still have been received earlier)
+            if seq is None or seq <= 0:
+                return
+            waiting = [(min(own, received), stamp, kept) for own, stamp, kept in held or ()]
+            if self._just_after_an_end_locked(received):
+                draining = ep is not None and ep.window_end is not None and not ep.error
+                waiting.append((received, int(stamp_ns), data if draining else None))
+            if waiting:
+                t.held[publisher] = waiting[-HOLD_MAX:]
+
+    def _just_after_an_end_locked(self, received: int) -> bool:
+        """Whether ``received`` lies after the newest episode end, within :data:`HOLD_HORIZON_NS`."""
+        ep = self._episode
+        if ep is not None and ep.window_end is not None:
+            end = ep.window_end
+        elif self._finished:
+            end = self._finished[-1].window_end
+        else:
+            return False
+        return end < received <= end + HOLD_HORIZON_NS
+
+    def _place_held_locked(
+        self,
+        topic: str,
+        held: list[tuple[int, int, bytes | memoryview | None]],
+        received: int,
+        stamp_ns: int,
+        ep: _Episode | None,
+        fin: _Finished | None,
+    ) -> None:
+        """Messages held after an end, now that a later message of their publisher, received at ``received``,
+        was placed in ``ep`` (running or draining) or ``fin`` (saved): a held one received after it was sent
+        before it (a repair) and goes there too; one received before it stays in no episode."""
+        for own, stamp, data in held:
+            if own <= received:
+                continue
+            if fin is not None:
+                fin.late += 1
+            elif ep is not None:
+                if data is None:  # held while no episode drained: cannot be written any more
+                    ep.lost_seq[topic] = ep.lost_seq.get(topic, 0) + 1
+                    continue
+                ep.received[topic] = ep.received.get(topic, 0) + 1
+                self._enqueue_locked(ep, topic, min(stamp, int(stamp_ns)), data)
 
     def _schedule_late_locked(self, fin: _Finished) -> None:
         if not fin.update_pending:
