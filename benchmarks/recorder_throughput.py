@@ -179,6 +179,7 @@ def measure(load: Load, seconds: float, workdir: Path, env: dict[str, str]) -> d
     from rclpy.executors import SingleThreadedExecutor
     from rosbags.highlevel import AnyReader
 
+    from smolvla_common.action_client import send_goal_async
     from smolvla_msgs.action import RecordEpisode
 
     out = workdir / str(load).replace(":", "_").replace("@", "_")
@@ -225,7 +226,7 @@ def measure(load: Load, seconds: float, workdir: Path, env: dict[str, str]) -> d
                 raise RuntimeError(f"recorder did not subscribe to {topic}: {recorder.output()[-2000:]}")
         time.sleep(1.0)  # publisher in steady state
         cpu0, wall0 = _cpu_seconds(recorder.proc.pid), time.monotonic()
-        goal = client.send_goal_async(RecordEpisode.Goal(task="throughput", time_limit=float(seconds)))
+        goal = send_goal_async(client, RecordEpisode.Goal(task="throughput", time_limit=float(seconds)))
         while not goal.done():
             time.sleep(0.01)
         future = goal.result().get_result_async()

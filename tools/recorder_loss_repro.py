@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from std_srvs.srv import SetBool
     from tqdm import tqdm
 
+    from smolvla_common.action_client import send_goal_async
     from smolvla_msgs.action import RecordEpisode
 
     env = ros_harness.ros_environment(domain)
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         episodes: list[tuple[int, Path, set[int], int]] = []  # (index, bag, expected, result dropped)
         for k in tqdm(range(args.episodes), desc="episodes", unit="ep"):
             freeze(args.freeze_start)
-            handle = _wait(action.send_goal_async(RecordEpisode.Goal(task=f"episode {k}")))
+            handle = _wait(send_goal_async(action, RecordEpisode.Goal(task=f"episode {k}")))
             if not handle.accepted:
                 raise RuntimeError(f"episode {k}: goal rejected")
             time.sleep(args.duration)

@@ -1,18 +1,37 @@
-"""``ActionClient.send_goal_async`` without the goal-future leak of rclpy 9.1.2 (issue 19, memory soak).
+"""``ActionClient.send_goal_async`` without the two defects of rclpy 9.1.2's (upstream ros2/rclpy#1532: a
+backported fix left the old lines next to the new ones, so the goal's future is created twice):
 
-rclpy 9.1.2's ``send_goal_async`` creates the goal's future twice (upstream ros2/rclpy#1532: a backported fix
-left the old lines next to the new ones): the first one is registered with the client (its ``_futures`` list,
-which the executor walks on every action event) and then replaced in the pending goal requests by the second,
-so it never completes and is never removed. One Future per goal stays for the life of the process: the action
-queue sends a goal per chunk, ~1.6 a second in the soak, and its heap grew by ~46 kB/min with them (found with
-tracemalloc in the 20-minute soak). :func:`send_goal_async` removes that orphan; on an rclpy without the bug
-there is none, and nothing is removed.
+1. **A goal whose answer is lost** (found by looping the policy server's tests on a loaded machine: "the
+   policy server did not answer the goal request" after 120 s). The first future is registered under the
+   client's lock together with the request; the second one replaces it *after* the lock is released. When the
+   executor takes the server's answer in between, it completes the first future and forgets the request; the
+   caller gets the second one, which never completes. The action queue then waited for its request timeout.
+2. **A leak** (issue 19, memory soak): otherwise the first future stays in the client's ``_futures`` list
+   (walked by the executor on every action event), never completed, never removed: one per goal, ~46 kB/min
+   of the action queue's heap.
+
+:func:`send_goal_async` sends the request and registers its one future under the client's lock, as rclpy's
+other requests do, with the feedback callback registered before the request leaves (no early feedback
+missed). An rclpy whose client lacks the attributes this needs gets its own ``send_goal_async``, followed by
+the removal of an orphaned future if one was left.
 """
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
+
+_NEEDED = (
+    "_action_type",
+    "_client_handle",
+    "_lock",
+    "_pending_goal_requests",
+    "_goal_sequence_number_to_goal_id",
+    "_feedback_callbacks",
+    "_remove_pending_goal_request",
+    "_generate_random_uuid",
+    "add_future",
+)
 
 
 def _pending_ids(client: Any) -> set[int]:
@@ -33,12 +52,46 @@ def orphaned_futures(client: Any) -> list[Any]:
     return [f for f in list(futures) if id(f) not in pending and not f.done()]
 
 
-def send_goal_async(client: Any, goal: Any, **kwargs: Any) -> Any:
-    """``client.send_goal_async(goal, **kwargs)``, then drop the orphaned goal future rclpy 9.1.2 leaves in
-    the client (only futures added by this call that no pending request owns and that are not done)."""
+def send_goal_async(client: Any, goal: Any, feedback_callback: Any = None, goal_uuid: Any = None) -> Any:
+    """Send ``goal`` through the rclpy ``ActionClient`` ``client``; returns the Future of its goal handle
+    (completed when the server accepts or rejects it), like ``client.send_goal_async``."""
+    if all(hasattr(client, name) for name in _NEEDED):
+        return _send(client, goal, feedback_callback, goal_uuid)
+    return _send_and_drop_orphan(client, goal, feedback_callback, goal_uuid)
+
+
+def _send(client: Any, goal: Any, feedback_callback: Any, goal_uuid: Any) -> Any:
+    from rclpy.task import Future
+
+    if not isinstance(goal, client._action_type.Goal):
+        raise TypeError(f"Expected goal type ({client._action_type.Goal}) but received ({type(goal)})")
+    request = client._action_type.Impl.SendGoalService.Request()
+    request.goal_id = client._generate_random_uuid() if goal_uuid is None else goal_uuid
+    request.goal = goal
+    key = bytes(request.goal_id.uuid)
+    if feedback_callback is not None:
+        client._feedback_callbacks[key] = feedback_callback
+    future = Future()
+    try:
+        with client._lock:  # the executor takes the answer under this lock: it finds the future registered
+            sequence_number = client._client_handle.send_goal_request(request)
+            if sequence_number in client._pending_goal_requests:
+                raise RuntimeError(f"Sequence ({sequence_number}) conflicts with pending goal request")
+            client._pending_goal_requests[sequence_number] = future
+            client._goal_sequence_number_to_goal_id[sequence_number] = request.goal_id
+            future.add_done_callback(client._remove_pending_goal_request)
+            client.add_future(future)  # so the executor is aware of it
+    except BaseException:
+        if feedback_callback is not None:
+            client._feedback_callbacks.pop(key, None)
+        raise
+    return future
+
+
+def _send_and_drop_orphan(client: Any, goal: Any, feedback_callback: Any, goal_uuid: Any) -> Any:
     futures = getattr(client, "_futures", None)
     before = {id(f) for f in futures} if isinstance(futures, list) else None
-    future = client.send_goal_async(goal, **kwargs)
+    future = client.send_goal_async(goal, feedback_callback=feedback_callback, goal_uuid=goal_uuid)
     if before is None:
         return future
     lock = getattr(client, "_lock", None)

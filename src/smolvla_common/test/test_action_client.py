@@ -1,10 +1,12 @@
 """smolvla_common.action_client: rclpy 9.1.2's send_goal_async leaked one never-completing Future per goal
-(upstream ros2/rclpy#1532), found as the action queue's heap growth in the 20-minute soak (issue 19). Real
-rclpy action client and server (test_msgs Fibonacci) in this process, spun by a MultiThreadedExecutor."""
+(upstream ros2/rclpy#1532), found as the action queue's heap growth in the 20-minute soak (issue 19), and lost
+the answer to a goal taken by the executor before it returned (session 5). Real rclpy action client and
+server (test_msgs Fibonacci) in this process, spun by a MultiThreadedExecutor."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -72,5 +74,45 @@ def test_send_goal_async_leaked_a_future_per_goal(graph):
     if leaked == 0:
         pytest.skip("this rclpy's send_goal_async does not leak (ros2/rclpy#1532 is in)")
     assert leaked == N_GOALS  # one per goal: what the action queue accumulated
+    fixed.destroy()
+    plain.destroy()
+
+
+class _SlowDict(dict):
+    """A dict whose item assignment takes ``delay`` seconds: widens the window between two statements of
+    rclpy's send_goal_async in which the executor may take the server's answer."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def __setitem__(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        time.sleep(self.delay)
+        super().__setitem__(key, value)
+
+
+def test_a_goal_answered_before_send_goal_async_returned_was_lost(graph):
+    """Regression (looping test_policy_server.py on a loaded machine: "the policy server did not answer the
+    goal request" after 120 s): rclpy 9.1.2 registers the goal's future with the request under the client's
+    lock, then replaces it by a second one after the lock (the feedback callback is registered in between).
+    An answer taken by the executor in between completes the first; the caller's never completes. Here the
+    window is widened to 1 s; the plain rclpy call is the positive control (skipped without the bug)."""
+    fixed = ActionClient(graph, Fibonacci, "fib")
+    assert fixed.wait_for_server(timeout_sec=30.0)
+    fixed._feedback_callbacks = _SlowDict(1.0)  # noqa: SLF001
+    goal = Fibonacci.Goal()
+    goal.order = 3
+    sent = send_goal_async(fixed, goal, feedback_callback=lambda _m: None)
+    assert wait_for(sent.done, timeout=30.0)
+    assert sent.result().accepted
+    result = sent.result().get_result_async()
+    assert wait_for(result.done, timeout=30.0) and list(result.result().result.sequence) == [3]
+
+    plain = ActionClient(graph, Fibonacci, "fib")
+    assert plain.wait_for_server(timeout_sec=30.0)
+    plain._feedback_callbacks = _SlowDict(1.0)  # noqa: SLF001
+    lost = plain.send_goal_async(goal, feedback_callback=lambda _m: None)
+    if wait_for(lost.done, timeout=5.0):
+        pytest.skip("this rclpy's send_goal_async does not lose an early answer (ros2/rclpy#1532 is in)")
     fixed.destroy()
     plain.destroy()

@@ -564,7 +564,7 @@ class ActionQueueNode(Node):
             goal.rtc_prefix = np.asarray(request.rtc_prefix, dtype=np.float64).reshape(-1).tolist()
             goal.rtc_inference_delay = int(request.rtc_inference_delay)
             goal.rtc_execution_horizon = int(self.core.config.rtc_execution_horizon)
-        future = send_goal_async(self._client, goal)  # no leaked future per goal (rclpy 9.1.2, issue 19)
+        future = send_goal_async(self._client, goal)  # rclpy 9.1.2's loses early answers, leaks a future
         future.add_done_callback(lambda f, r=req: self._on_goal_response(r, f))
 
     def _compact_settings(self) -> CompactSettings:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from smolvla_common.action_client import send_goal_async
 from smolvla_common.image_conversion import numpy_to_image
 from so_arm_description.robot_spec import JOINT_NAMES
 
@@ -186,8 +187,6 @@ class PolicyClient:
         """Send a goal (``goal_fields``: further Goal fields, e.g. rtc_prefix) and wait for its acceptance."""
         ref = GoalRef(None)
         goal = self.PredictChunk.Goal(observation=obs, **goal_fields)
-        from smolvla_common.action_client import send_goal_async
-
         future = send_goal_async(
             self.action, goal, feedback_callback=lambda m: ref.feedback.append(m.feedback)
         )
