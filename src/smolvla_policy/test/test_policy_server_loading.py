@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ros_harness import NodeProcess, wait_for
-from smolvla_policy.server.testing import PolicyClient, make_observation, status_name
+from smolvla_policy.server.testing import GoalRef, PolicyClient, make_observation, status_name
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +99,67 @@ def test_shutdown_answers_the_goals_in_flight() -> None:
         if client is not None:
             client.close()
         proc.stop()
+
+
+def _slow_to_accept(timestep: int) -> Any:
+    """An observation whose acceptance takes the server ~0.1 s: two 2048x2048 noise JPEGs to decode."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    obs = make_observation({}, positions=[0.0] * 6, timestep=timestep)
+    rng = np.random.default_rng(timestep)
+    obs.camera_names = ["top", "wrist"]
+    for _ in obs.camera_names:
+        ok, buf = cv2.imencode(".jpg", rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8))
+        assert ok
+        obs.compressed_images.append(CompressedImage(format="jpeg", data=buf.tobytes()))
+    return obs
+
+
+def test_goals_are_taken_in_arrival_order_and_a_cancel_finds_a_goal_being_accepted(tmp_path: Path) -> None:
+    """Regression (session 4's CI run: both tests above timed out waiting for a result; reproduced by looping
+    them with CPU burners): the action server's requests were handled concurrently (reentrant group). A goal
+    whose acceptance took longer was submitted after the goal sent right behind it and preempted it (the
+    first goal then waited for the backend instead of being preempted), and a cancel that arrived while its
+    goal was being accepted found no job and was refused: the goal waited on and its result never came.
+    Here the first goal's images take ~0.1 s to decode; the backend never finishes loading."""
+    from smolvla_common.action_client import send_goal_async
+
+    gate = tmp_path / "never"
+    options = {"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4, "timeout_s": 600}
+    proc = NodeProcess(
+        "smolvla_policy",
+        "policy_server",
+        parameters={
+            "action_name": ACTION,
+            "backend": "smolvla_policy.server.testing:gated_scripted_backend",
+            "backend_options": json.dumps(options),
+        },
+    )
+    client = None
+    try:
+        assert proc.wait_for_output("loading", 60.0), proc.output()
+        client = PolicyClient(ACTION)
+        assert client.action.wait_for_server(timeout_sec=30.0)
+        goal = client.PredictChunk.Goal
+        slow = send_goal_async(client.action, goal(observation=_slow_to_accept(1)))
+        quick = send_goal_async(client.action, goal(observation=make_observation(timestep=2)))
+        first = GoalRef(client._wait(slow, 60.0))
+        second = GoalRef(client._wait(quick, 60.0))
+        client.sent += [first, second]
+        status, result = client.result(first, timeout=60.0)
+        assert status_name(status) == "aborted" and "preempted" in result.error, (status, result.error)
+        assert not second.handle.get_result_async().done()  # the newer one waits for the backend
+
+        third = client.send(_slow_to_accept(3))  # answered before its acceptance callback has run
+        assert client.cancel(third).return_code == 0
+        status, result = client.result(third, timeout=60.0)
+        assert status_name(status) == "canceled", (status, result.error)
+        status, result = client.result(second, timeout=60.0)  # preempted by the third on its arrival
+        assert status_name(status) == "aborted" and "preempted" in result.error
+    finally:
+        if client is not None:
+            client.cancel_outstanding()
+            client.close()
+        code = proc.stop()
+    assert code == 0, proc.output()

@@ -23,7 +23,7 @@ from typing import Any
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -69,6 +69,7 @@ class PolicyServerNode(Node):
 
         self._jobs: dict[bytes, Job] = {}
         self._jobs_lock = threading.Lock()
+        self._cancelled_before_accepted: set[bytes] = set()
         self._fk: Any = None
         self._fk_checked = False
         self._robot_model = RobotModel.defaults(self.config.robot)
@@ -81,9 +82,13 @@ class PolicyServerNode(Node):
             latency_s=lambda: self.config.latency_ms / 1000.0, logger=self.get_logger()
         )
 
-        group = ReentrantCallbackGroup()
         self.chunk_pub = self.create_publisher(ActionChunk, "/smolvla/predicted_chunk", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/smolvla/chunk_markers", 2)
+        # Goal, cancel and result requests are handled one at a time, in the order they arrived: "a newer goal
+        # preempts the waiting one" needs the arrival order, and a cancel must find the goal's job. In a
+        # reentrant group a goal whose acceptance took longer (image decoding) was submitted after the next
+        # one and preempted it, and a cancel that came while its goal was being accepted was refused. The
+        # execute callbacks, which wait for their job, run as executor tasks outside the group.
         self.action_server = ActionServer(
             self,
             PredictChunk,
@@ -92,9 +97,9 @@ class PolicyServerNode(Node):
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             handle_accepted_callback=self._on_accepted,
             cancel_callback=self._on_cancel,
-            callback_group=group,
+            callback_group=MutuallyExclusiveCallbackGroup(),
         )
-        robot_description.subscribe(self, self._on_robot_description, callback_group=group)
+        robot_description.subscribe(self, self._on_robot_description, callback_group=ReentrantCallbackGroup())
 
         self.get_logger().info(
             f"policy server on '{self.config.action_name}', backend '{self.config.backend}' loading"
@@ -238,6 +243,10 @@ class PolicyServerNode(Node):
             job = Job(key, request, on_step=feedback)
         with self._jobs_lock:
             self._jobs[key] = job
+            cancelled_early = key in self._cancelled_before_accepted
+            self._cancelled_before_accepted.discard(key)
+        if cancelled_early:  # a cancel came before this callback (cannot happen in order; kept as a guard)
+            job.finish(Outcome(CANCELLED, error="cancelled before it started"))
         if not job.done:
             preempted = self.scheduler.submit(job)
             if preempted is not None:
@@ -245,8 +254,12 @@ class PolicyServerNode(Node):
         goal_handle.execute()
 
     def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
+        key = bytes(goal_handle.goal_id.uuid)
         with self._jobs_lock:
-            job = self._jobs.get(bytes(goal_handle.goal_id.uuid))
+            job = self._jobs.get(key)
+            if job is None and goal_handle.is_active:  # accepted, its job not made yet: cancelled on arrival
+                self._cancelled_before_accepted.add(key)
+                return CancelResponse.ACCEPT
         if job is None or job.done:
             return CancelResponse.REJECT
         self.scheduler.cancel(job)
