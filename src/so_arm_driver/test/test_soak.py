@@ -62,10 +62,12 @@ def test_fault_soak_graph(tmp_path):
 
 
 @pytest.mark.slow
-def test_fault_soak_three_rounds(tmp_path):
-    result = fault_soak.run_soak(tmp_path, duration_s=3 * 7 * 8.0, fault_duration_s=2.0, period_s=8.0, seed=1)
+def test_fault_soak_two_rounds(tmp_path):
+    """Every arm-side fault twice in a shuffled order (three rounds of 8 s until session 5: 171 s of the CI's
+    20 minutes; the long runs are benchmarks/soak.py)."""
+    result = fault_soak.run_soak(tmp_path, duration_s=2 * 7 * 6.0, fault_duration_s=1.5, period_s=6.0, seed=1)
     _check(result)
-    assert len(result.faults) == 21
+    assert len(result.faults) == 14
 
 
 @pytest.mark.slow
