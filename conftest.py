@@ -88,7 +88,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     that a CI run does not keep): what the server said is often the answer."""
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call" and report.failed:
+    if report.when in ("setup", "call") and report.failed:
         dumped = ros_harness.dump_stacks()  # the nodes still running print their threads' stacks first
         tails = ros_harness.log_tails(since=call.start, lines=250 if dumped else 30)
         if tails:

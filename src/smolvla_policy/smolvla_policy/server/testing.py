@@ -160,6 +160,18 @@ class PolicyClient:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
+    def wait_for_server(self, timeout: float = 60.0) -> None:
+        """Wait until the action server is discovered; on timeout, say what this client's graph shows (nodes
+        and the action's topics) so a discovery failure is told from a missing server."""
+        if self.action.wait_for_server(timeout_sec=timeout):
+            return
+        nodes = sorted(f"{ns.rstrip('/')}/{name}" for name, ns in self.node.get_node_names_and_namespaces())
+        topics = sorted(t for t, _ in self.node.get_topic_names_and_types() if "_action" in t)
+        raise TimeoutError(
+            f"no PredictChunk server on '{self.action._action_name}' within {timeout:.0f} s; this client "
+            f"sees nodes {nodes} and action topics {topics}"
+        )
+
     def close(self) -> None:
         import rclpy
 
