@@ -23,19 +23,24 @@ pytestmark = pytest.mark.slow
 ACTION = "/gated/predict_chunk"
 
 
-def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    options = {"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4}
-    proc = NodeProcess(
+def _gated_server(options: dict, **parameters: Any) -> NodeProcess:
+    """A policy server whose backend loads once the file ``options['wait_for_file']`` exists."""
+    return NodeProcess(
         "smolvla_policy",
         "policy_server",
         parameters={
             "action_name": ACTION,
             "backend": "smolvla_policy.server.testing:gated_scripted_backend",
             "backend_options": json.dumps(options),  # ros_harness quotes it for -p
-            "num_steps": 2,
+            **parameters,
         },
     )
+
+
+def test_goals_wait_for_the_backend_and_load_failures_are_reported(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    options = {"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4}
+    proc = _gated_server(options, num_steps=2)
     client = None
     try:
         assert proc.wait_for_output("loading", 60.0), proc.output()
@@ -126,16 +131,7 @@ def test_goals_are_taken_in_arrival_order_and_a_cancel_finds_a_goal_being_accept
     from smolvla_common.action_client import send_goal_async
 
     gate = tmp_path / "never"
-    options = {"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4, "timeout_s": 600}
-    proc = NodeProcess(
-        "smolvla_policy",
-        "policy_server",
-        parameters={
-            "action_name": ACTION,
-            "backend": "smolvla_policy.server.testing:gated_scripted_backend",
-            "backend_options": json.dumps(options),
-        },
-    )
+    proc = _gated_server({"wait_for_file": str(gate), "mode": "hold", "chunk_size": 4, "timeout_s": 600})
     client = None
     try:
         assert proc.wait_for_output("loading", 60.0), proc.output()
