@@ -101,3 +101,48 @@ def test_exit_stalled_after_shutdown_ends_with_the_stacks_and_the_code(tmp_path:
     assert "[signal_probe] exit stalled" in output and "exiting with code 0" in output, output
     dump = output.split("exit stalled", 1)[1]
     assert "in destroy_node" in dump, output  # the stack names where it hung
+
+
+_HANDLER_INSIDE_A_LOCK = """
+import signal, sys, threading
+kind = sys.argv[1]
+lock = threading.Lock()
+if kind == "event":  # the policy server's and the emulator's handlers until session 5
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    lock = stop._cond  # the lock Event.wait() holds for a moment around each wait
+else:
+    from smolvla_common.node_main import StopSignals
+    stop = StopSignals().install()
+    stop.phase = "running"
+with lock:  # the signal is handled while the main thread holds it
+    signal.raise_signal(signal.SIGINT)
+print("handled", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["event", "stop_signals"])
+def test_a_stop_signal_handled_inside_event_wait_deadlocked_the_main_thread(kind: str) -> None:
+    """Regression (fresh-clone CI, twice: the policy server of sim_demo.launch.py ignored a double Ctrl-C and
+    SIGTERM, printed nothing, and was SIGKILLed): its SIGINT handler called threading.Event.set(), whose lock
+    the main thread holds for a moment inside each Event.wait() of its loop; a signal handled there blocks
+    the main thread on a lock it holds itself, forever. The handlers now only record the signal
+    (StopSignals). Positive control: the old handler run while that lock is held never returns."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HANDLER_INSIDE_A_LOCK, kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        out, _ = proc.communicate(timeout=10.0)
+        hung = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        hung = True
+    if kind == "event":
+        assert hung, out  # the deadlock the policy server had
+    else:
+        assert not hung and "handled" in out, out

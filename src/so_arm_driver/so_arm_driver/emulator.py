@@ -43,6 +43,7 @@ import tty
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from smolvla_common.node_main import StopSignals
 from so_arm_driver import control_table as ct
 
 INST_PING, INST_READ, INST_WRITE, INST_REG_WRITE, INST_ACTION = 1, 2, 3, 4, 5
@@ -661,9 +662,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         link=args.link,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # the handlers only record the signal: Event.set() there can deadlock the main thread inside Event.wait()
+    signals = StopSignals().install()
+    signals.phase = "running"
     signal.signal(signal.SIGUSR1, lambda *_: emu.drop_replies(duration_s=args.burst_on_sigusr1))
     port = emu.start()
     if args.port_file:
@@ -674,9 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # the driver starts it in a session of its own (a terminal's Ctrl-C must not stop it before the torque
         # is off), but it must not outlive the driver, even one killed with SIGKILL: os.getppid() then changes
-        while not stop.wait(0.2):
+        while not signals.requested:
             if args.parent_pid and os.getppid() != args.parent_pid:
                 break
+            time.sleep(0.2)
     finally:
         emu.stop()
         if args.port_file:

@@ -31,7 +31,7 @@ from visualization_msgs.msg import MarkerArray
 
 from smolvla_common import robot_description
 from smolvla_common.executor_shutdown import shutdown_executor
-from smolvla_common.node_main import bound_the_exit, enable_stack_dumps
+from smolvla_common.node_main import SPIN_PERIOD, StopSignals, bound_the_exit, enable_stack_dumps
 from smolvla_common.node_parameters import NodeParameters
 from smolvla_msgs.action import PredictChunk
 from smolvla_msgs.msg import ActionChunk
@@ -406,11 +406,12 @@ def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Own SIGINT/SIGTERM handling: finish every goal (aborted, "shutting down") and send the results while
     # the context is still valid, then stop the executor, join its thread and shut rclpy down.
+    # The handlers only record the signal (StopSignals: no lock). They used to call threading.Event.set(),
+    # whose lock the main thread holds for a moment in each Event.wait(): a signal handled there deadlocked
+    # the main thread, and the server ignored every later signal until launch's SIGKILL (CI, twice).
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signals = StopSignals().install()
     enable_stack_dumps()  # kill -USR2 <pid>: every thread's stack on stderr
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     node: PolicyServerNode | None = None
     executor = MultiThreadedExecutor(num_threads=8)
     thread: threading.Thread | None = None
@@ -419,11 +420,14 @@ def main(args: list[str] | None = None) -> None:
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name="executor", daemon=True)
         thread.start()
-        while not stop.wait(0.1) and thread.is_alive():
-            pass
+        if signals.phase == "starting":
+            signals.phase = "running"
+        while not signals.requested and thread.is_alive():
+            time.sleep(SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException, RCLError):
         pass
     finally:
+        signals.phase = "stopping"
         # nothing below protects hardware or data (the goals' results are a courtesy): the whole shutdown is
         # bounded, a stall ends the process with every thread's stack (a CI run's policy server once did not
         # exit within launch's 10 s and was SIGKILLed)
