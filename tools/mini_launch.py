@@ -682,6 +682,10 @@ def stop_all(
             time.sleep(0.02)
         for p in procs:
             if p.alive():
+                if sig == signal.SIGTERM and ros_harness.catches(p.proc.pid, signal.SIGUSR2):
+                    # the project's nodes print every thread's stack on SIGUSR2: where it is stuck, in its log
+                    p.send(signal.SIGUSR2)
+                    time.sleep(0.3)
                 print(f"[mini_launch] {p.label} still running: sending {sig.name}", flush=True)
                 p.send(sig)
     for p in procs:

@@ -134,7 +134,7 @@ def _param_literal(value: Any) -> str:
 _STARTED: list[NodeProcess] = []
 
 
-def _catches(pid: int, signum: int) -> bool:
+def catches(pid: int, signum: int) -> bool:
     """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -150,7 +150,7 @@ def dump_stacks(settle_s: float = 1.0) -> int:
     log, see smolvla_common.node_main) for its stacks; returns how many were asked."""
     asked = 0
     for proc in _STARTED:
-        if proc.proc.poll() is None and _catches(proc.proc.pid, signal.SIGUSR2):
+        if proc.proc.poll() is None and catches(proc.proc.pid, signal.SIGUSR2):
             with contextlib.suppress(OSError):
                 os.kill(proc.proc.pid, signal.SIGUSR2)
                 asked += 1
