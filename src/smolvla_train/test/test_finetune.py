@@ -177,8 +177,10 @@ def test_finetune_from_a_checkpoint_trains_only_the_expert_by_default(tmp_path: 
     base = tmp_path / "base" / "checkpoints" / "last" / "pretrained_model"
     from smolvla_train.finetune import main
 
+    # no DataLoader worker: a worker forked from this test process (its DDS, torch and decoder threads) once
+    # died of a segmentation fault in CI (session 5, ci17); the CLI runs in a process of its own
     args = ["--dataset", str(DATASET), "--init", str(base), "--out", str(tmp_path / "ft"), "--steps", "2",
-            "--batch-size", "2", "--grad-accum", "2", "--num-workers", "1", "--no-progress",
+            "--batch-size", "2", "--grad-accum", "2", "--num-workers", "0", "--no-progress",
             "--lr", "1e-3"]  # fmt: skip
     assert main(args) == 0
     before = load_file(str(base / "model.safetensors"))
