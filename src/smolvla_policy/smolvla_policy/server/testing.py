@@ -125,6 +125,9 @@ class _PauseWatch:
         return f"this process was paused {len(gaps)} times meanwhile, the longest {max(gaps):.1f} s"
 
 
+NO_ANSWER = "no answer from the policy server"
+
+
 @dataclass
 class GoalRef:
     handle: Any
@@ -183,17 +186,8 @@ class PolicyClient:
         rclpy.try_shutdown(context=self.context)
 
     @staticmethod
-    def _wait(future: Any, timeout: float, what: str = "no answer from the policy server") -> Any:
-        """Wait for ``future``: woken by its done callback, and also looking at ``done()`` itself every 50 ms
-        (a done callback is delivered by the executor as a task; the answer must not depend on that)."""
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(what)
-            done.wait(0.05)
-        return future.result()
+    def _wait(future: Any, timeout: float, what: str = NO_ANSWER) -> Any:
+        return PolicyClient._wait_any([future], timeout, what)
 
     def send(self, obs: Any, timeout: float = 120.0, **goal_fields: Any) -> GoalRef:
         """Send a goal (``goal_fields``: further Goal fields, e.g. rtc_prefix) and wait for its acceptance."""
@@ -232,7 +226,10 @@ class PolicyClient:
             ) from None
 
     @staticmethod
-    def _wait_any(futures: Sequence[Any], timeout: float) -> Any:
+    def _wait_any(futures: Sequence[Any], timeout: float, what: str = NO_ANSWER) -> Any:
+        """The result of the first of ``futures`` done: woken by their done callbacks, and also looking at
+        ``done()`` itself every 50 ms (a done callback is delivered by the executor as a task; the answer must
+        not depend on that)."""
         done = threading.Event()
         for future in futures:
             future.add_done_callback(lambda _f: done.set())
@@ -242,7 +239,7 @@ class PolicyClient:
                 if future.done():
                     return future.result()
             if time.monotonic() > deadline:
-                raise TimeoutError("no answer from the policy server")
+                raise TimeoutError(what)
             done.wait(0.05)
 
     def cancel_outstanding(self, timeout: float = 30.0) -> None:
