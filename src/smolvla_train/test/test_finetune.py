@@ -163,6 +163,25 @@ def test_finetune_writes_loadable_checkpoints_and_resume_gives_the_same_losses(t
     assert sorted(_losses(part)) == list(range(7))  # step 0: the validation loss before training
 
 
+def test_data_loader_workers_give_the_losses_of_the_main_process(tmp_path: Path) -> None:
+    """``--num-workers 2`` (the CLI in a process of its own, as users run it: no DDS or decoder threads of a
+    test process are forked) trains on the same batches as loading in the main process: the sampler and the
+    noise live in the main process, the workers only decode. Losses equal to the printed digits."""
+    import subprocess
+
+    assert _finetune(tmp_path, "main", "--steps", "3") == 0
+    init = tmp_path / "tiny_init.json"  # written by run_tiny_finetune
+    args = ["--dataset", str(DATASET), "--init", str(init), "--out", str(tmp_path / "workers"), "--train-all",
+            "--batch-size", "4", "--num-workers", "2", "--log-every", "1", "--val-samples", "8",
+            "--no-progress", "--seed", "3", "--steps", "3"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "smolvla_train.finetune", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _losses(tmp_path / "workers") == _losses(tmp_path / "main")
+    assert sorted(_losses(tmp_path / "workers")) == [0, 1, 2, 3]
+
+
 def test_finetune_refuses_existing_output_and_wrong_camera_map(tmp_path: Path) -> None:
     assert _finetune(tmp_path, "a", "--steps", "1") == 0
     assert _finetune(tmp_path, "a", "--steps", "1") == 2  # checkpoints exist, no --resume
