@@ -6,6 +6,7 @@ a from-scratch training run of a small SmolVLA, fast enough for a 2-core CPU.
     python scripts/sim_policy_recipe.py tokenizer --out /tmp/tok
     python scripts/sim_policy_recipe.py demos --out /tmp/demos --seed0 1000 --episodes 300
     python scripts/sim_policy_recipe.py train --data /tmp/demos --out /tmp/policy --steps 3000
+    python scripts/sim_policy_recipe.py average /tmp/policy/step_002000 /tmp/policy --out /tmp/policy_mean
 
 ``demos`` runs the scripted expert in the simulator without ROS (``ArmSim`` + ``ScriptedExpert``), rendering
 the ``top`` and ``wrist`` cameras at the training size; it stores frames in memory-mapped arrays (uint8
@@ -334,9 +335,39 @@ def train(args: argparse.Namespace) -> int:
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             policy.eval()
             policy.save_pretrained(out)
+            if args.keep_every and (step + 1) % args.keep_every == 0:
+                policy.save_pretrained(out / f"step_{step + 1:06d}")
             policy.train()
     (out / "recipe_args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     print(f"trained {args.steps} steps in {time.time() - t0:.0f} s -> {out}")
+    return 0
+
+
+# -- weight averaging ----------------------------------------------------------------------------------------
+def average(args: argparse.Namespace) -> int:
+    """The mean of several checkpoints' weights (of one run: same architecture and normalisation), written
+    as a checkpoint with the other files of the last one; it smooths the step-to-step changes of the closed
+    loop."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dirs = [Path(d) for d in args.checkpoints]
+    weights = [load_file(str(d / "model.safetensors")) for d in dirs]
+    for d, w in zip(dirs[1:], weights[1:]):
+        if w.keys() != weights[0].keys() or any(w[k].shape != weights[0][k].shape for k in w):
+            raise SystemExit(f"{d}: not the architecture of {dirs[0]}")
+    tmp = args.out.with_name(args.out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(dirs[-1], tmp, ignore=shutil.ignore_patterns("step_*", "*.csv", "recipe_args.json"))
+    mean = {
+        k: (sum(w[k].to(torch.float64) for w in weights) / len(weights)).to(weights[0][k].dtype).contiguous()
+        for k in weights[0]
+    }
+    save_file(mean, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    tmp.rename(args.out)
+    print(f"mean of {len(dirs)} checkpoints -> {args.out}")
     return 0
 
 
@@ -367,9 +398,21 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--skip-tail", type=int, default=60)
     t.add_argument("--shift-aug", type=int, default=0, help="random image shift of up to N pixels (0 = off)")
     t.add_argument("--save-every", type=int, default=250)
+    t.add_argument(
+        "--keep-every", type=int, default=0, help="also keep OUT/step_NNNNNN every N steps (0 = no)"
+    )
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser(
+        "average", help="the mean of several checkpoints' weights (e.g. a run's last kept steps)"
+    )
+    a.add_argument("checkpoints", nargs="+", help="checkpoint directories of one run")
+    a.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.command == "average":
+        if args.out.exists():
+            ap.error(f"{args.out} exists")
+        return average(args)
     if args.command == "tokenizer":
         return tokenizer(args)
     if args.command == "demos":
