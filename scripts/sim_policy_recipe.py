@@ -332,10 +332,11 @@ def train(args: argparse.Namespace) -> int:
             fh.write(
                 f"{step},{value:.6f},{float(aux.detach()):.6f},{lr_at(step):.3e},{time.time() - t0:.1f}\n"
             )
-        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+        keep = args.keep_every > 0 and (step + 1) % args.keep_every == 0  # not tied to --save-every
+        if keep or (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             policy.eval()
             policy.save_pretrained(out)
-            if args.keep_every and (step + 1) % args.keep_every == 0:
+            if keep:
                 policy.save_pretrained(out / f"step_{step + 1:06d}")
             policy.train()
     (out / "recipe_args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
